@@ -1,0 +1,1 @@
+"""The MetaIQA paper's evaluation protocols."""
