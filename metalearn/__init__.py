@@ -1,3 +1,25 @@
 """metalearn: task abstractions, pluggable meta-learning algorithms and one shared training loop."""
 
+from metalearn.algorithms import ALGORITHMS, MAML, MetaAlgorithm, MetaIQA, Pretrain, Reptile, get_algorithm
+from metalearn.sampler import FactoryTaskSampler, TaskSampler
+from metalearn.task import Task, TaskError
+from metalearn.trainer import MetaTrainer, TrainerConfig, mse_loss
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "ALGORITHMS",
+    "MAML",
+    "FactoryTaskSampler",
+    "MetaAlgorithm",
+    "MetaIQA",
+    "MetaTrainer",
+    "Pretrain",
+    "Reptile",
+    "Task",
+    "TaskError",
+    "TaskSampler",
+    "TrainerConfig",
+    "get_algorithm",
+    "mse_loss",
+]

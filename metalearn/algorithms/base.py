@@ -1,0 +1,186 @@
+"""The contract every meta-learning algorithm meets, and the small pieces they share."""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from metalearn.task import Batch, Task, TaskData, cycle_batches
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+"""`loss_fn(predictions, targets) -> scalar tensor`."""
+
+
+@dataclass
+class MetaResult:
+    """What one task contributes to an outer step.
+
+    `gradient` is keyed by parameter name (plus `algorithm.<name>` for the algorithm's own meta-parameters);
+    `buffers` holds the adapted copy's buffers (BatchNorm running statistics) so the trainer can carry them;
+    `loss` is the query loss observed on the adapted model, for logging.
+    """
+
+    gradient: dict[str, Tensor]
+    loss: float
+    buffers: dict[str, Tensor] = field(default_factory=dict)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a parameter-less model)."""
+    for param in model.parameters():
+        return param.device
+    return torch.device("cpu")
+
+
+def named_trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """Parameters that receive meta-gradients, in registration order."""
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def snapshot_buffers(model: nn.Module) -> dict[str, Tensor]:
+    """Detached copies of the model's buffers (BatchNorm running statistics and counters)."""
+    return {name: buf.detach().clone() for name, buf in model.named_buffers()}
+
+
+@contextmanager
+def preserved_buffers(model: nn.Module) -> Iterator[None]:
+    """Restore the model's buffers on exit: adaptation in train mode must not leak into the meta-model."""
+    saved = snapshot_buffers(model)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, buf in model.named_buffers():
+                buf.copy_(saved[name])
+
+
+def make_optimizer(
+    name: str,
+    params: Iterable[nn.Parameter],
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    **kw: float,
+) -> torch.optim.Optimizer:
+    """An inner-loop optimizer by name: `sgd` or `adam`."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, **kw)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas, **kw)
+    raise ValueError(f"unknown inner optimizer {name!r}: choose 'sgd' or 'adam'")
+
+
+def train_steps(
+    model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator[Batch], loss_fn: LossFn, steps: int
+) -> list[float]:
+    """Plain first-order training: `steps` optimizer steps, one batch each; returns the losses seen."""
+    losses = []
+    for _ in range(steps):
+        inputs, targets = next(batches)
+        loss = loss_fn(model(inputs), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+class ScratchCopy:
+    """A reusable working copy of a model, refreshed in place from the meta-model for every task.
+
+    Copying values into an existing copy avoids re-allocating the whole network per task (deepcopy),
+    which keeps first-order algorithms' per-task overhead close to that of plain training steps.
+    """
+
+    def __init__(self) -> None:
+        self._copy: nn.Module | None = None
+        self._source_id: int | None = None
+
+    def load(self, model: nn.Module) -> nn.Module:
+        if self._copy is None or self._source_id != id(model):
+            self._copy = copy.deepcopy(model)
+            self._source_id = id(model)
+        else:
+            with torch.no_grad():
+                for dst, src in zip(self._copy.parameters(), model.parameters()):
+                    dst.copy_(src)
+                for dst, src in zip(self._copy.buffers(), model.buffers()):
+                    dst.copy_(src)
+        self._copy.train(model.training)
+        for param in self._copy.parameters():
+            param.grad = None
+        return self._copy
+
+
+class MetaAlgorithm(ABC):
+    """An outer algorithm: turns one task into a meta-gradient for the shared initial parameters.
+
+    Implementations never modify the model passed in (parameters, buffers or `.grad`).
+    """
+
+    name: str = "algorithm"
+
+    def meta_gradient(self, model: nn.Module, task: Task, loss_fn: LossFn) -> dict[str, Tensor]:
+        """The task's meta-gradient, keyed by parameter name; the model is left unchanged."""
+        return self.meta_step(model, task, loss_fn).gradient
+
+    @abstractmethod
+    def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
+        """Meta-gradient plus the adapted copy's buffers and the query loss (what the trainer consumes)."""
+
+    @abstractmethod
+    def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:
+        """An adapted copy of `model` after `steps` inner steps on `data` (the model itself is untouched)."""
+
+    def extra_parameters(self) -> dict[str, nn.Parameter]:
+        """Meta-parameters the algorithm owns besides the model's (e.g. Meta-SGD's learning rates)."""
+        return {}
+
+    def state_dict(self) -> dict[str, object]:
+        """Algorithm state a checkpoint must hold to resume exactly (default: its extra parameters)."""
+        return {name: p.detach().clone() for name, p in self.extra_parameters().items()}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        params = self.extra_parameters()
+        with torch.no_grad():
+            for name, value in state.items():
+                if name in params:
+                    params[name].copy_(value)  # type: ignore[arg-type]
+
+    def config(self) -> dict[str, object]:
+        """JSON-serialisable hyper-parameters, stored next to checkpoints."""
+        return {"name": self.name}
+
+
+def first_order_adapt(
+    model: nn.Module,
+    data: TaskData,
+    loss_fn: LossFn,
+    steps: int,
+    optimizer: str,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+) -> nn.Module:
+    """Fine-tune a deep copy of `model` on `data` with a fresh first-order optimizer."""
+    adapted = copy.deepcopy(model)
+    adapted.train()
+    opt = make_optimizer(optimizer, adapted.parameters(), lr, betas)
+    train_steps(adapted, opt, cycle_batches(data, "adaptation data", model_device(model)), loss_fn, steps)
+    return adapted
+
+
+def loss_gradients(loss: Tensor, params: list[nn.Parameter]) -> list[Tensor]:
+    """Gradients of `loss` w.r.t. `params` without touching `.grad` (zeros for unused parameters)."""
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return [g.detach() if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)]
+
+
+def displacement(model: nn.Module, adapted: nn.Module) -> dict[str, Tensor]:
+    """theta - phi for every trainable parameter: the Reptile direction (a gradient-like quantity)."""
+    adapted_params = dict(adapted.named_parameters())
+    return {name: (p.detach() - adapted_params[name].detach()) for name, p in named_trainable(model)}

@@ -1,0 +1,141 @@
+"""learn2learn-backed algorithms (MAML, Meta-SGD); learn2learn is an optional extra, imported lazily."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import warnings
+from types import ModuleType
+
+import torch
+from torch import Tensor, nn
+
+from metalearn.algorithms.base import (
+    LossFn,
+    MetaAlgorithm,
+    MetaResult,
+    first_order_adapt,
+    loss_gradients,
+    model_device,
+    named_trainable,
+    preserved_buffers,
+    snapshot_buffers,
+)
+from metalearn.task import Task, TaskData, cycle_batches
+
+INSTALL_HINT = (
+    "learn2learn is not installed: it is the optional extra 'l2l' "
+    "(pip install -r requirements-l2l.txt, which builds learn2learn 0.2.0 with Cython)"
+)
+
+
+def import_learn2learn() -> ModuleType:
+    """Import learn2learn quietly (its gym dependency prints a deprecation notice) or explain how to get it."""
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            import learn2learn
+    except ImportError as exc:
+        raise ImportError(INSTALL_HINT) from exc
+    return learn2learn
+
+
+def _adapt_and_query(learner: nn.Module, task: Task, loss_fn: LossFn, steps: int, device) -> Tensor:  # noqa: ANN001
+    support = task.support_batches(device)
+    for _ in range(steps):
+        inputs, targets = next(support)
+        learner.adapt(loss_fn(learner(inputs), targets))
+    inputs, targets = next(task.query_batches(device))
+    return loss_fn(learner(inputs), targets)
+
+
+class L2LMAML(MetaAlgorithm):
+    """learn2learn's `MAML` wrapper: SGD inner loop, second-order unless `first_order=True`."""
+
+    name = "l2l-maml"
+
+    def __init__(self, inner_lr: float = 0.01, inner_steps: int = 1, first_order: bool = False) -> None:
+        self.l2l = import_learn2learn()
+        self.inner_lr = inner_lr
+        self.inner_steps = inner_steps
+        self.first_order = first_order
+
+    def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
+        params = named_trainable(model)
+        with preserved_buffers(model):  # learn2learn clones share buffers with the model
+            maml = self.l2l.algorithms.MAML(model, lr=self.inner_lr, first_order=self.first_order)
+            learner = maml.clone()
+            query_loss = _adapt_and_query(learner, task, loss_fn, self.inner_steps, model_device(model))
+            grads = loss_gradients(query_loss, [p for _, p in params])
+            buffers = snapshot_buffers(learner.module)
+        return MetaResult({n: g for (n, _), g in zip(params, grads)}, query_loss.item(), buffers)
+
+    def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:
+        steps = self.inner_steps if steps is None else steps
+        return first_order_adapt(model, data, loss_fn, steps, "sgd", self.inner_lr)
+
+    def config(self) -> dict[str, object]:
+        return {"name": self.name, "inner_lr": self.inner_lr, "inner_steps": self.inner_steps}
+
+
+class L2LMetaSGD(MetaAlgorithm):
+    """learn2learn's `MetaSGD`: MAML with a learned per-parameter inner learning rate (meta-parameters too).
+
+    The learned rates are this algorithm's extra parameters (`algorithm.lrs.<i>` in meta-gradients); they are
+    created for the first model seen and stored in checkpoints through `state_dict`.
+    """
+
+    name = "l2l-metasgd"
+
+    def __init__(self, inner_lr: float = 0.01, inner_steps: int = 1, first_order: bool = False) -> None:
+        self.l2l = import_learn2learn()
+        self.inner_lr = inner_lr
+        self.inner_steps = inner_steps
+        self.first_order = first_order
+        self._wrapper: nn.Module | None = None
+
+    def _meta_sgd(self, model: nn.Module) -> nn.Module:
+        if self._wrapper is None:
+            self._wrapper = self.l2l.algorithms.MetaSGD(model, lr=self.inner_lr, first_order=self.first_order)
+        else:
+            self._wrapper.module = model  # same architecture; rates stay learned
+        return self._wrapper
+
+    def extra_parameters(self) -> dict[str, nn.Parameter]:
+        if self._wrapper is None:
+            return {}
+        return {f"lrs.{i}": p for i, p in enumerate(self._wrapper.lrs)}
+
+    def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
+        params = named_trainable(model)
+        with preserved_buffers(model):
+            wrapper = self._meta_sgd(model)
+            learner = wrapper.clone()
+            query_loss = _adapt_and_query(learner, task, loss_fn, self.inner_steps, model_device(model))
+            extras = self.extra_parameters()
+            grads = loss_gradients(query_loss, [p for _, p in params] + list(extras.values()))
+            buffers = snapshot_buffers(learner.module)
+        gradient = {n: g for (n, _), g in zip(params, grads)}
+        gradient.update({f"algorithm.{n}": g for n, g in zip(extras, grads[len(params) :])})
+        return MetaResult(gradient, query_loss.item(), buffers)
+
+    def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:
+        """Fine-tune a copy with the learned per-parameter rates (plain SGD at `inner_lr` before any training)."""
+        steps = self.inner_steps if steps is None else steps
+        if self._wrapper is None:
+            return first_order_adapt(model, data, loss_fn, steps, "sgd", self.inner_lr)
+        adapted = copy.deepcopy(model)
+        adapted.train()
+        batches = cycle_batches(data, "adaptation data", model_device(model))
+        params = list(adapted.parameters())
+        for _ in range(steps):
+            inputs, targets = next(batches)
+            grads = loss_gradients(loss_fn(adapted(inputs), targets), params)
+            with torch.no_grad():
+                for p, g, lr in zip(params, grads, self._wrapper.lrs):
+                    p.sub_(lr * g)
+        return adapted
+
+    def config(self) -> dict[str, object]:
+        return {"name": self.name, "inner_lr": self.inner_lr, "inner_steps": self.inner_steps}

@@ -1,0 +1,96 @@
+"""MAML (Finn et al., 2017) through the `higher` package: exact second-order meta-gradients, or FOMAML."""
+
+from __future__ import annotations
+
+import higher
+import torch
+from torch import Tensor, nn
+
+from metalearn.algorithms.base import (
+    LossFn,
+    MetaAlgorithm,
+    MetaResult,
+    first_order_adapt,
+    make_optimizer,
+    model_device,
+    named_trainable,
+    preserved_buffers,
+)
+from metalearn.task import Task, TaskData
+
+
+class MAML(MetaAlgorithm):
+    """Differentiate the query loss through `inner_steps` differentiable optimizer steps on the support set.
+
+    `first_order=True` drops the second-order terms (FOMAML): the meta-gradient is the query gradient at
+    the adapted weights. `inner_optimizer="adam"` uses higher's differentiable Adam.
+    """
+
+    name = "maml"
+
+    def __init__(
+        self,
+        inner_lr: float = 0.01,
+        inner_steps: int = 1,
+        first_order: bool = False,
+        inner_optimizer: str = "sgd",
+        betas: tuple[float, float] = (0.9, 0.999),
+    ) -> None:
+        if inner_steps < 1:
+            raise ValueError(f"MAML needs inner_steps >= 1, got {inner_steps}")
+        make_optimizer(inner_optimizer, [nn.Parameter(torch.zeros(1))], inner_lr)  # validates the name
+        self.inner_lr = inner_lr
+        self.inner_steps = inner_steps
+        self.first_order = first_order
+        self.inner_optimizer = inner_optimizer
+        self.betas = betas
+        if first_order:
+            self.name = "fomaml"
+
+    def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
+        device = model_device(model)
+        params = named_trainable(model)
+        opt = make_optimizer(self.inner_optimizer, [p for _, p in params], self.inner_lr, self.betas)
+        with (
+            preserved_buffers(model),
+            higher.innerloop_ctx(
+                model, opt, copy_initial_weights=False, track_higher_grads=not self.first_order
+            ) as (fmodel, diffopt),
+        ):
+            support = task.support_batches(device)
+            for _ in range(self.inner_steps):
+                inputs, targets = next(support)
+                diffopt.step(loss_fn(fmodel(inputs), targets))
+            inputs, targets = next(task.query_batches(device))
+            query_loss = loss_fn(fmodel(inputs), targets)
+            wrt = list(fmodel.parameters()) if self.first_order else [p for _, p in params]
+            grads = torch.autograd.grad(query_loss, wrt, allow_unused=True)
+            buffers = {name: b.detach().clone() for name, b in fmodel.named_buffers()}
+        gradient: dict[str, Tensor] = {}
+        fast_names = [n for n, _ in model.named_parameters()]
+        trainable = {n for n, _ in params}
+        if self.first_order:  # fmodel.parameters() follows model.named_parameters() order
+            pairs = [(n, g) for n, g in zip(fast_names, grads) if n in trainable]
+        else:
+            pairs = list(zip([n for n, _ in params], grads))
+        for (name, grad), (_, p) in zip(pairs, params):
+            gradient[name] = grad.detach() if grad is not None else torch.zeros_like(p)
+        return MetaResult(gradient=gradient, loss=query_loss.item(), buffers=buffers)
+
+    def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:
+        steps = self.inner_steps if steps is None else steps
+        return first_order_adapt(model, data, loss_fn, steps, self.inner_optimizer, self.inner_lr, self.betas)
+
+    def config(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "inner_lr": self.inner_lr,
+            "inner_steps": self.inner_steps,
+            "first_order": self.first_order,
+            "inner_optimizer": self.inner_optimizer,
+        }
+
+
+def FOMAML(inner_lr: float = 0.01, inner_steps: int = 1, inner_optimizer: str = "sgd") -> MAML:  # noqa: N802
+    """First-order MAML: `MAML(first_order=True)`."""
+    return MAML(inner_lr=inner_lr, inner_steps=inner_steps, first_order=True, inner_optimizer=inner_optimizer)

@@ -1,0 +1,62 @@
+"""Checkpoints: tensors-only files (loadable with `weights_only=True`) plus JSON config, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def atomic_write_bytes(path: Path, write: Any) -> None:
+    """Call `write(file_object)` on a temp file in the same folder, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_state(state: dict[str, Any], path: str | Path) -> Path:
+    """Save a dict of tensors / numbers / strings atomically with `torch.save`."""
+    path = Path(path)
+    atomic_write_bytes(path, lambda fh: torch.save(state, fh))
+    return path
+
+
+def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a file written by `save_state` without unpickling arbitrary classes."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint file not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: say which
+        raise ValueError(f"{path}: not a readable metalearn checkpoint ({exc.__class__.__name__})") from None
+
+
+def save_json(data: dict[str, Any], path: str | Path) -> Path:
+    """Write JSON atomically (indented, keys sorted) so configs diff cleanly."""
+    path = Path(path)
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
+    return path
+
+
+def load_json(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None

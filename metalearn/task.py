@@ -1,0 +1,106 @@
+"""Tasks: a support set to adapt on and a query set to judge the adaptation, as tensors or streamed batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+Batch = tuple[Tensor, Tensor]
+"""One `(inputs, targets)` pair."""
+
+TaskData = Batch | Iterable[Batch]
+"""Either one batch, used whole at every step, or an iterable of batches cycled step by step."""
+
+
+class TaskError(ValueError):
+    """A task or its data is malformed (empty set, mismatched inputs/targets)."""
+
+
+def is_batch(data: object) -> bool:
+    """True when `data` is a single `(inputs, targets)` tensor pair rather than an iterable of batches."""
+    return (
+        isinstance(data, tuple | list)
+        and len(data) == 2
+        and isinstance(data[0], Tensor)
+        and isinstance(data[1], Tensor)
+    )
+
+
+def _check_batch(batch: object, where: str) -> Batch:
+    if not is_batch(batch):
+        raise TaskError(f"{where}: expected an (inputs, targets) tensor pair, got {type(batch).__name__}")
+    inputs, targets = batch  # type: ignore[misc]
+    if len(inputs) == 0:
+        raise TaskError(f"{where}: empty batch")
+    if len(inputs) != len(targets):
+        raise TaskError(f"{where}: {len(inputs)} inputs but {len(targets)} targets")
+    return inputs, targets
+
+
+@dataclass
+class Task:
+    """One meta-learning task: adapt on `support`, evaluate the adapted model on `query`.
+
+    Each set is an `(inputs, targets)` pair or a re-iterable of such batches (a list, a DataLoader);
+    one-shot iterators are materialised once so that several passes (inner steps) are possible.
+    """
+
+    support: TaskData
+    query: TaskData
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.support = self._normalise(self.support, "support")
+        self.query = self._normalise(self.query, "query")
+
+    def _normalise(self, data: TaskData, which: str) -> TaskData:
+        where = f"task {self.name!r} {which} set"
+        if data is None:
+            raise TaskError(f"{where} is missing")
+        if is_batch(data):
+            return _check_batch(tuple(data), where)  # type: ignore[arg-type]
+        if isinstance(data, Iterator):
+            data = list(data)
+        if isinstance(data, list | tuple) and len(data) == 0:
+            raise TaskError(f"{where} is empty")
+        return data
+
+    def support_batches(self, device: torch.device | None = None) -> Iterator[Batch]:
+        """Endless stream of support batches (cycled), moved to `device`."""
+        return cycle_batches(self.support, f"task {self.name!r} support set", device)
+
+    def query_batches(self, device: torch.device | None = None) -> Iterator[Batch]:
+        """Endless stream of query batches (cycled), moved to `device`."""
+        return cycle_batches(self.query, f"task {self.name!r} query set", device)
+
+
+def cycle_batches(data: TaskData, where: str = "data", device: torch.device | None = None) -> Iterator[Batch]:
+    """Yield batches forever: the single pair again and again, or the iterable's batches in a cycle."""
+
+    def move(batch: Batch) -> Batch:
+        if device is None:
+            return batch
+        return batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+
+    if is_batch(data):
+        batch = move(_check_batch(tuple(data), where))  # type: ignore[arg-type]
+        while True:
+            yield batch
+    while True:
+        count = 0
+        for batch in data:  # type: ignore[union-attr]
+            count += 1
+            yield move(_check_batch(batch, where))
+        if count == 0:
+            raise TaskError(f"{where} is empty")
+
+
+def concat_data(*sets: TaskData) -> list[Batch]:
+    """All batches of several sets as one list (for algorithms that train on a task's whole data)."""
+    out: list[Batch] = []
+    for data in sets:
+        out.extend([tuple(data)] if is_batch(data) else list(data))  # type: ignore[list-item, arg-type]
+    return out

@@ -1,0 +1,311 @@
+"""`MetaTrainer`: one outer loop for every algorithm (sample tasks, average meta-gradients, step, log, save)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from metalearn.algorithms import MetaAlgorithm, get_algorithm
+from metalearn.algorithms.base import LossFn
+from metalearn.checkpoint import load_json, load_state, save_json, save_state
+from metalearn.distributed import all_reduce_sum, broadcast_module, rank_and_world
+from metalearn.logger import MetricsLogger
+from metalearn.sampler import TaskSampler
+from metalearn.task import TaskData
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+
+CHECKPOINT_FILE = "checkpoint.pt"
+MODEL_FILE = "model.pt"
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class TrainerConfig:
+    """Outer-loop settings. `lr_decay` multiplies the outer learning rate every `lr_decay_every` iterations.
+
+    `bn_stats` says what happens to BatchNorm running statistics, which no meta-gradient carries:
+    `"average"` (default) sets the meta-model's buffers to the mean of the adapted copies' buffers over the
+    meta-batch, so evaluation-mode statistics follow the data the model trains on; `"keep"` leaves the
+    meta-model's buffers untouched (what MetaIQA's public code does in effect).
+    """
+
+    tasks_per_batch: int = 5
+    outer_lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_decay: float = 1.0
+    lr_decay_every: int = 0
+    grad_clip: float | None = None
+    bn_stats: Literal["average", "keep"] = "average"
+    seed: int = 0
+    amp: bool = True
+    checkpoint_every: int = 0
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.tasks_per_batch < 1:
+            raise ValueError(f"tasks_per_batch must be at least 1, got {self.tasks_per_batch}")
+        if self.bn_stats not in ("average", "keep"):
+            raise ValueError(f"bn_stats must be 'average' or 'keep', got {self.bn_stats!r}")
+        if self.lr_decay_every < 0 or self.checkpoint_every < 0:
+            raise ValueError("lr_decay_every and checkpoint_every must be >= 0")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """`"auto"` means CUDA when present, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def mse_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error with predictions and targets flattened to the same shape."""
+    return torch.nn.functional.mse_loss(pred.reshape(target.shape), target)
+
+
+class MetaTrainer:
+    """Meta-trains `model` with any `MetaAlgorithm`: the same loop, logging and checkpoints for all of them.
+
+    Each iteration samples `tasks_per_batch` tasks with the trainer's own `torch.Generator`, averages their
+    meta-gradients (over processes too under `torchrun`: every rank samples the same meta-batch and works on
+    its share), writes the mean into `.grad` and steps one outer optimizer.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        algorithm: MetaAlgorithm | str = "metaiqa",
+        sampler: TaskSampler | None = None,
+        loss_fn: LossFn = mse_loss,
+        outer_optimizer: torch.optim.Optimizer | OptimizerFactory | None = None,
+        tasks_per_batch: int | None = None,
+        device: str | torch.device = "auto",
+        config: TrainerConfig | None = None,
+    ) -> None:
+        self.config = config or TrainerConfig()
+        if tasks_per_batch is not None:
+            self.config.tasks_per_batch = tasks_per_batch
+        self.config.validate()
+        if sampler is None:
+            raise ValueError("MetaTrainer needs a task sampler")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device)
+        self.algorithm = get_algorithm(algorithm) if isinstance(algorithm, str) else algorithm
+        self.sampler = sampler
+        self.loss_fn = loss_fn
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        self.iteration = 0
+        self.rank, self.world = rank_and_world()
+        broadcast_module(self.model)
+        self._outer_spec = outer_optimizer
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        if outer_optimizer is not None or not self._needs_lazy_optimizer():
+            self._build_optimizer()
+
+    # -- optimizer ---------------------------------------------------------------------------------
+    def _needs_lazy_optimizer(self) -> bool:
+        """Algorithms such as Meta-SGD create their meta-parameters on first use."""
+        return hasattr(self.algorithm, "_wrapper") and not self.algorithm.extra_parameters()
+
+    def _meta_parameters(self) -> dict[str, nn.Parameter]:
+        params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        params.update({f"algorithm.{n}": p for n, p in self.algorithm.extra_parameters().items()})
+        return params
+
+    def _build_optimizer(self) -> None:
+        params = list(self._meta_parameters().values())
+        spec = self._outer_spec
+        if spec is None:
+            self.optimizer = torch.optim.Adam(
+                params, lr=self.config.outer_lr, weight_decay=self.config.weight_decay
+            )
+        elif isinstance(spec, torch.optim.Optimizer):
+            self.optimizer = spec
+        else:
+            self.optimizer = spec(params)
+        if self.config.lr_decay_every:
+            self.scheduler = torch.optim.lr_scheduler.StepLR(
+                self.optimizer, step_size=self.config.lr_decay_every, gamma=self.config.lr_decay
+            )
+
+    # -- one meta-iteration ------------------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.device.type == "cuda" and self.config.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def step(self) -> dict[str, float]:
+        """One outer iteration; returns the logged metrics."""
+        start = time.perf_counter()
+        tasks = self.sampler.sample(self.config.tasks_per_batch, self.generator)
+        if len(tasks) != self.config.tasks_per_batch:
+            raise ValueError(f"sampler returned {len(tasks)} tasks, expected {self.config.tasks_per_batch}")
+        self.model.train()
+        grad_sum: dict[str, Tensor] = {}
+        buffer_sum: dict[str, Tensor] = {}
+        loss_sum = torch.zeros(1, device=self.device)
+        for task in tasks[self.rank :: self.world]:
+            with self._autocast():
+                result = self.algorithm.meta_step(self.model, task, self.loss_fn)
+            _accumulate(grad_sum, result.gradient)
+            _accumulate(buffer_sum, {k: v for k, v in result.buffers.items() if v.is_floating_point()})
+            loss_sum += result.loss
+        if self.optimizer is None:
+            self._build_optimizer()
+        meta_params = self._meta_parameters()
+        _fill_missing(grad_sum, meta_params)
+        float_buffers = {n: b for n, b in self.model.named_buffers() if b.is_floating_point()}
+        _fill_missing(buffer_sum, float_buffers)
+        names = list(meta_params)
+        buffer_names = list(float_buffers)
+        all_reduce_sum([grad_sum[n] for n in names] + [buffer_sum[n] for n in buffer_names] + [loss_sum])
+        count = self.config.tasks_per_batch
+        for name in names:
+            meta_params[name].grad = (grad_sum[name] / count).to(meta_params[name].dtype)
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(list(meta_params.values()), self.config.grad_clip)
+        assert self.optimizer is not None
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        if self.config.bn_stats == "average":
+            with torch.no_grad():
+                for name in buffer_names:
+                    float_buffers[name].copy_(buffer_sum[name] / count)
+        self.iteration += 1
+        elapsed = time.perf_counter() - start
+        return {
+            "iteration": self.iteration,
+            "loss": loss_sum.item() / count,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "tasks_per_s": count / elapsed,
+            "seconds": elapsed,
+        }
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def fit(
+        self,
+        iterations: int,
+        checkpoint_dir: str | Path | None = None,
+        log_dir: str | Path | None = None,
+        resume: bool = False,
+        callback: Callable[[dict[str, float]], None] | None = None,
+    ) -> list[dict[str, float]]:
+        """Run outer iterations until `iterations` in total (counting resumed ones); return this run's rows.
+
+        With `resume=True` and a checkpoint in `checkpoint_dir`, training continues from it and ends with
+        the same weights an uninterrupted run would have.
+        """
+        if iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {iterations}")
+        main_process = self.rank == 0
+        if resume and checkpoint_dir is not None and (Path(checkpoint_dir) / CHECKPOINT_FILE).is_file():
+            self.load_checkpoint(checkpoint_dir)
+        logger = (
+            MetricsLogger(log_dir or checkpoint_dir) if main_process and (log_dir or checkpoint_dir) else None
+        )
+        if logger is not None:
+            logger.truncate_after(self.iteration)
+        rows = []
+        bar = tqdm(
+            total=iterations,
+            initial=self.iteration,
+            desc=f"meta-train [{self.algorithm.name}]",
+            disable=not (self.config.progress and main_process),
+            dynamic_ncols=True,
+        )
+        try:
+            while self.iteration < iterations:
+                row = self.step()
+                rows.append(row)
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['loss']:.4f}", tasks_s=f"{row['tasks_per_s']:.1f}")
+                if logger is not None:
+                    logger.log(row)
+                if callback is not None:
+                    callback(row)
+                every = self.config.checkpoint_every
+                if checkpoint_dir is not None and main_process and every and self.iteration % every == 0:
+                    self.save_checkpoint(checkpoint_dir)
+        finally:
+            bar.close()
+            if logger is not None:
+                logger.close()
+        if checkpoint_dir is not None and main_process:
+            self.save_checkpoint(checkpoint_dir)
+        return rows
+
+    def adapt(self, data: TaskData, steps: int | None = None) -> nn.Module:
+        """A copy of the meta-trained model fine-tuned on `data` by the algorithm's own inner loop."""
+        return self.algorithm.adapt(self.model, data, self.loss_fn, steps)
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "iteration": self.iteration,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "generator": self.generator.get_state(),
+            "algorithm": self.algorithm.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.algorithm.load_state_dict(state["algorithm"])
+        if state["optimizer"] is not None:
+            if self.optimizer is None:
+                self._build_optimizer()
+            assert self.optimizer is not None
+            self.optimizer.load_state_dict(state["optimizer"])
+        if state["scheduler"] is not None and self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        self.iteration = int(state["iteration"])
+
+    def save_checkpoint(self, directory: str | Path) -> Path:
+        """Write `checkpoint.pt` (full training state), `model.pt` (weights only) and `config.json`."""
+        directory = Path(directory)
+        save_state(self.state_dict(), directory / CHECKPOINT_FILE)
+        save_state(self.model.state_dict(), directory / MODEL_FILE)
+        save_json(
+            {
+                "iteration": self.iteration,
+                "algorithm": self.algorithm.config(),
+                "trainer": asdict(self.config),
+                "model_class": type(self.model).__name__,
+            },
+            directory / CONFIG_FILE,
+        )
+        return directory
+
+    def load_checkpoint(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        self.load_state_dict(load_state(directory / CHECKPOINT_FILE, map_location=self.device))
+        load_json(directory / CONFIG_FILE)  # fail early on a damaged config
+
+
+def _accumulate(total: dict[str, Tensor], new: dict[str, Tensor]) -> None:
+    for name, value in new.items():
+        value = value.detach().float()
+        if name in total:
+            total[name] += value
+        else:
+            total[name] = value.clone()
+
+
+def _fill_missing(total: dict[str, Tensor], reference: dict[str, Tensor]) -> None:
+    """Ranks that processed no task still join the all-reduce, with zeros, so every rank sends the same list."""
+    for name, tensor in reference.items():
+        if name not in total:
+            total[name] = torch.zeros_like(tensor, dtype=torch.float32)
