@@ -1,0 +1,86 @@
+"""File helpers shared by the database loaders: root checks, case-insensitive lookup, strict number parsing.
+
+Published databases mix upper and lower case in file names, so lookups go through a per-folder index
+built once (one directory listing) instead of one filesystem call per image.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from metalearn_iqa.data.records import DatasetError
+
+
+def require_dir(root: str | Path, database: str) -> Path:
+    """Return `root` as an absolute Path, or raise DatasetError if it is not an existing folder."""
+    path = Path(os.path.abspath(os.path.expanduser(str(root))))
+    if not path.is_dir():
+        raise DatasetError(f"{path}: {database} root folder not found")
+    return path
+
+
+def index_folder(folder: Path) -> dict[str, Path]:
+    """Map every entry of `folder` to its Path, keyed by exact name and by lowercased name.
+
+    Exact names win over a lowercased key, so a folder holding both `a.bmp` and `A.BMP` still resolves
+    each exactly. Raises DatasetError if the folder does not exist.
+    """
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: image folder not found")
+    names = sorted(entry.name for entry in os.scandir(folder))
+    index: dict[str, Path] = {}
+    for name in names:
+        index.setdefault(name.lower(), folder / name)
+    for name in names:
+        index[name] = folder / name
+    return index
+
+
+def lookup(index: Mapping[str, Path], name: str) -> Path | None:
+    """Find `name` in an `index_folder` index: exact match first, then case-insensitively."""
+    return index.get(name) or index.get(name.lower())
+
+
+def find_entry(folder: Path, name: str) -> Path | None:
+    """Find one entry (file or folder) directly under `folder`, case-insensitively; None if absent."""
+    if not folder.is_dir():
+        return None
+    return lookup(index_folder(folder), name)
+
+
+def require_file(folder: Path, name: str, what: str) -> Path:
+    """Find the file `name` directly under `folder` (case-insensitively) or raise DatasetError naming it."""
+    found = find_entry(folder, name)
+    if found is None or not found.is_file():
+        raise DatasetError(f"{folder / name}: {what} not found")
+    return found
+
+
+def require_image(index: Mapping[str, Path], name: str, folder: Path, source: str) -> str:
+    """Resolve a listed image name to its absolute on-disk path string; raise if it is not on disk."""
+    found = lookup(index, name)
+    if found is None:
+        raise DatasetError(f"{folder / name}: image listed in {source} not found on disk")
+    return str(found)
+
+
+def parse_float(text: object, where: str) -> float:
+    """Parse a finite float, or raise DatasetError naming `where` (file and line) and the bad value."""
+    try:
+        value = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise DatasetError(f"{where}: cannot parse number {text!r}") from None
+    if not math.isfinite(value):
+        raise DatasetError(f"{where}: score is not finite ({text!r})")
+    return value
+
+
+def span_normalise(values: Sequence[float]) -> list[float]:
+    """Min-max normalise over the values themselves (order kept, range [0, 1]); all-equal values map to 0.5."""
+    low, high = min(values), max(values)
+    if high == low:
+        return [0.5 for _ in values]
+    return [(v - low) / (high - low) for v in values]
