@@ -1,0 +1,243 @@
+"""The MetaIQA regression network: ResNet18 features followed by a small fully connected head.
+
+Two heads are offered. ``"paper"`` follows the paper (conv layers, global average pooling, FC, FC->1).
+``"authors"`` reproduces the authors' public code (a 1000->1024->512->1 MLP with BatchNorm, PReLU,
+dropout and a sigmoid applied to ResNet18's ImageNet logits), kept as an explicit option for comparison.
+Checkpoints are plain tensors plus a JSON config, loadable with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from torch import Tensor, nn
+from torchvision import transforms
+from torchvision.models import ResNet18_Weights, resnet18
+
+__all__ = [
+    "HEADS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IQANet",
+    "ModelConfig",
+    "WeightsError",
+    "build_model",
+    "imagenet_cache_path",
+    "load_model",
+    "normalize_transform",
+    "save_model",
+]
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+HEADS: tuple[str, ...] = ("paper", "authors")
+CHECKPOINT_FORMAT = "metalearn_iqa.IQANet/1"
+_RESNET18_FEATURES = 512
+_IMAGENET_CLASSES = 1000
+
+
+class WeightsError(RuntimeError):
+    """Pretrained or saved weights could not be found, downloaded or matched to the network."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and initialisation of an `IQANet`.
+
+    ``pretrained`` is ``"none"`` (random init), ``"imagenet"`` (torchvision IMAGENET1K_V1, from the hub
+    cache or downloaded) or a filesystem path to a torchvision resnet18 state_dict.
+    """
+
+    head: str = "paper"
+    hidden: int = 512
+    dropout: float = 0.5
+    pretrained: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; expected one of {HEADS}")
+        if self.hidden < 1:
+            raise ValueError(f"hidden must be >= 1, got {self.hidden}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not self.pretrained:
+            raise ValueError("pretrained must be 'none', 'imagenet' or a path to a resnet18 state_dict")
+
+    def to_json(self) -> str:
+        """Serialise to a JSON string (stored next to the weights in checkpoints)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        """Parse a config written by `to_json`, ignoring unknown keys from newer versions."""
+        data = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _paper_head(hidden: int) -> nn.Sequential:
+    """Paper head on pooled 512-d features: FC -> ReLU -> FC(1)."""
+    return nn.Sequential(nn.Linear(_RESNET18_FEATURES, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1))
+
+
+def _authors_head(dropout: float) -> nn.Sequential:
+    """The authors' code's head on the 1000 ImageNet logits, ending in a sigmoid (scores in [0, 1])."""
+    return nn.Sequential(
+        nn.Linear(_IMAGENET_CLASSES, 1024),
+        nn.BatchNorm1d(1024),
+        nn.PReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(1024, 512),
+        nn.BatchNorm1d(512),
+        nn.PReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(512, 1),
+        nn.Sigmoid(),
+    )
+
+
+class IQANet(nn.Module):
+    """ResNet18 ``backbone`` + regression ``head``; ``forward`` maps (B, 3, H, W) images to (B,) scores."""
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ModelConfig()
+        self.backbone = resnet18(weights=None)
+        if self.config.head == "paper":
+            self.backbone.fc = nn.Identity()  # conv layers + global average pooling -> 512-d
+            self.head = _paper_head(self.config.hidden)
+        else:
+            self.head = _authors_head(self.config.dropout)  # keeps ResNet18's fc (ImageNet logits)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone(x)).squeeze(-1)
+
+
+def normalize_transform() -> transforms.Normalize:
+    """ImageNet normalisation expected by the ResNet18 backbone (apply after ToTensor)."""
+    return transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+
+
+def imagenet_cache_path() -> Path:
+    """Where torch hub caches the resnet18 ImageNet weights (honours TORCH_HOME)."""
+    filename = os.path.basename(urlparse(ResNet18_Weights.IMAGENET1K_V1.url).path)
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def _imagenet_state_dict() -> dict[str, Tensor]:
+    """ImageNet resnet18 weights from the hub cache, downloading them if needed."""
+    cache = imagenet_cache_path()
+    try:
+        return torch.hub.load_state_dict_from_url(
+            ResNet18_Weights.IMAGENET1K_V1.url, map_location="cpu", progress=False, weights_only=True
+        )
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise WeightsError(
+            f"ImageNet weights for resnet18 are not in the torch hub cache ({cache}) and could not be "
+            f"downloaded (offline?). Pass --weights PATH to a resnet18 state_dict, or --no-pretrained to "
+            f"train from scratch. [{type(exc).__name__}: {exc}]"
+        ) from exc
+
+
+def _file_state_dict(path: str) -> dict[str, Tensor]:
+    """A resnet18 state_dict read from ``path`` (tensors only; a ``{"state_dict": ...}`` wrapper is accepted)."""
+    if not Path(path).is_file():
+        raise WeightsError(f"resnet18 weights file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or pickled-class files
+        raise WeightsError(
+            f"could not read resnet18 weights from {path}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"{path} does not contain a state_dict (got {type(obj).__name__})")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _load_backbone(backbone: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
+    """Strictly load ``state`` into ``backbone`` (fc.* ignored when the backbone has no fc layer)."""
+    expected = backbone.state_dict()
+    state = {k: v for k, v in state.items() if k in expected or not k.startswith("fc.")}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise WeightsError(
+            f"{source} is not a resnet18 state_dict: missing keys {missing[:3]}"
+            f"{'...' if len(missing) > 3 else ''}, unexpected keys {unexpected[:3]}"
+            f"{'...' if len(unexpected) > 3 else ''}"
+        )
+    bad = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
+    if bad:
+        k = bad[0]
+        raise WeightsError(
+            f"{source}: shape mismatch for {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        )
+    backbone.load_state_dict(state, strict=True)
+
+
+def build_model(config: ModelConfig | None = None) -> IQANet:
+    """Build an `IQANet` and initialise its backbone as ``config.pretrained`` says."""
+    config = config or ModelConfig()
+    model = IQANet(config)
+    if config.pretrained == "none":
+        return model
+    if config.pretrained == "imagenet":
+        _load_backbone(model.backbone, _imagenet_state_dict(), f"ImageNet weights ({imagenet_cache_path()})")
+    else:
+        _load_backbone(model.backbone, _file_state_dict(config.pretrained), config.pretrained)
+    return model
+
+
+def save_model(model: IQANet, config: ModelConfig, path: str | os.PathLike[str]) -> Path:
+    """Write tensors + JSON config to ``path`` atomically; the file loads with ``weights_only=True``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "config": config.to_json(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_model(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> tuple[IQANet, ModelConfig]:
+    """Rebuild an `IQANet` saved by `save_model` (no pretrained download; weights come from the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"model checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"could not read model checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(payload, Mapping) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise WeightsError(
+            f"{path} is not a metalearn_iqa model checkpoint (expected format {CHECKPOINT_FORMAT})"
+        )
+    config = ModelConfig.from_json(payload["config"])
+    model = IQANet(config)
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise WeightsError(f"{path}: weights do not match the saved config: {first}") from exc
+    return model, config

@@ -1,0 +1,108 @@
+"""Tests for metalearn_iqa.metrics against scipy and on the error paths."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from metalearn_iqa.metrics import (
+    evaluate_scores,
+    krcc,
+    plcc,
+    plcc_logistic,
+    plcc_logistic_with_flag,
+    rmse,
+    srocc,
+)
+
+
+@pytest.fixture
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    target = rng.uniform(0, 1, size=60)
+    pred = target + rng.normal(0, 0.2, size=60)
+    return pred, target
+
+
+def test_matches_scipy(data: tuple[np.ndarray, np.ndarray]) -> None:
+    pred, target = data
+    assert srocc(pred, target) == pytest.approx(stats.spearmanr(pred, target)[0])
+    assert plcc(pred, target) == pytest.approx(stats.pearsonr(pred, target)[0])
+    assert krcc(pred, target) == pytest.approx(stats.kendalltau(pred, target)[0])
+    assert rmse(pred, target) == pytest.approx(np.sqrt(np.mean((pred - target) ** 2)))
+
+
+def test_accepts_lists(data: tuple[np.ndarray, np.ndarray]) -> None:
+    pred, target = data
+    assert srocc(list(pred), list(target)) == pytest.approx(srocc(pred, target))
+
+
+def test_evaluate_scores_keys_and_values(data: tuple[np.ndarray, np.ndarray]) -> None:
+    pred, target = data
+    out = evaluate_scores(pred, target)
+    assert set(out) == {"srocc", "plcc", "plcc_logistic", "krcc", "rmse", "n"}
+    assert out["n"] == 60
+    assert out["srocc"] == pytest.approx(srocc(pred, target))
+    assert out["plcc_logistic"] >= out["plcc"] - 1e-6  # the fit can only help on noisy linear data
+    assert all(isinstance(v, float | int) for v in out.values())
+
+
+def test_monotone_nonlinear_mapping() -> None:
+    x = np.linspace(-3, 3, 50)
+    y = 1.0 / (1.0 + np.exp(-2.5 * x))  # monotone, strongly nonlinear
+    assert srocc(x, y) == pytest.approx(1.0)
+    assert krcc(x, y) == pytest.approx(1.0)
+    value, ok = plcc_logistic_with_flag(x, y)
+    assert ok
+    assert value == pytest.approx(1.0, abs=1e-6)
+    assert value > plcc(x, y) + 0.02
+
+
+def test_decreasing_mapping_keeps_sign() -> None:
+    x = np.linspace(0, 1, 40)
+    y = 1.0 - x**3
+    assert srocc(x, y) == pytest.approx(-1.0)
+    assert plcc_logistic(x, y) < -0.99
+
+
+def test_constant_prediction_gives_zero() -> None:
+    target = np.arange(5.0)
+    pred = np.full(5, 0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NaN / ConstantInputWarning leaks
+        out = evaluate_scores(pred, target)
+    assert out["srocc"] == out["plcc"] == out["plcc_logistic"] == out["krcc"] == 0.0
+    assert np.isfinite(out["rmse"])
+
+
+def test_failed_fit_falls_back_with_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    from metalearn_iqa import metrics
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no convergence")
+
+    monkeypatch.setattr(metrics.optimize, "curve_fit", boom)
+    x = np.linspace(0, 1, 20)
+    y = x**2
+    value, ok = plcc_logistic_with_flag(x, y)
+    assert not ok and value == pytest.approx(plcc(x, y))
+    with pytest.warns(RuntimeWarning, match="falls back to raw PLCC"):
+        assert plcc_logistic(x, y) == pytest.approx(plcc(x, y))
+
+
+@pytest.mark.parametrize(
+    ("pred", "target", "match"),
+    [
+        ([1.0, 2.0, 3.0], [1.0, 2.0], "same length"),
+        ([1.0, 2.0], [1.0, 2.0], "at least 3"),
+        ([1.0, np.nan, 3.0], [1.0, 2.0, 3.0], "finite"),
+        ([1.0, 2.0, 3.0], [1.0, np.inf, 3.0], "finite"),
+    ],
+)
+@pytest.mark.parametrize("fn", [srocc, plcc, plcc_logistic, krcc, rmse, evaluate_scores])
+def test_invalid_inputs(fn, pred, target, match: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=match):
+        fn(pred, target)
