@@ -297,7 +297,7 @@ class MetaTrainer:
 
 def _accumulate(total: dict[str, Tensor], new: dict[str, Tensor]) -> None:
     for name, value in new.items():
-        value = value.detach().float()
+        value = value.detach().to(torch.promote_types(value.dtype, torch.float32))  # keep float64 exact
         if name in total:
             total[name] += value
         else:

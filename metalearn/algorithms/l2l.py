@@ -94,18 +94,31 @@ class L2LMetaSGD(MetaAlgorithm):
         self.inner_steps = inner_steps
         self.first_order = first_order
         self._wrapper: nn.Module | None = None
+        self._loaded_lrs: nn.ParameterList | None = None  # rates restored before the first model is seen
 
     def _meta_sgd(self, model: nn.Module) -> nn.Module:
         if self._wrapper is None:
-            self._wrapper = self.l2l.algorithms.MetaSGD(model, lr=self.inner_lr, first_order=self.first_order)
+            self._wrapper = self.l2l.algorithms.MetaSGD(
+                model, lr=self.inner_lr, first_order=self.first_order, lrs=self._loaded_lrs
+            )
+            self._loaded_lrs = None
         else:
             self._wrapper.module = model  # same architecture; rates stay learned
         return self._wrapper
 
     def extra_parameters(self) -> dict[str, nn.Parameter]:
         if self._wrapper is None:
-            return {}
-        return {f"lrs.{i}": p for i, p in enumerate(self._wrapper.lrs)}
+            lrs = self._loaded_lrs if self._loaded_lrs is not None else []
+        else:
+            lrs = self._wrapper.lrs
+        return {f"lrs.{i}": p for i, p in enumerate(lrs)}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        if state and not self.extra_parameters():  # read before any meta-step: the rates wait for the model
+            values = [state[f"lrs.{i}"] for i in range(len(state))]
+            self._loaded_lrs = nn.ParameterList([nn.Parameter(v.detach().clone()) for v in values])  # type: ignore[union-attr]
+            return
+        super().load_state_dict(state)
 
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
         params = named_trainable(model)
@@ -123,7 +136,8 @@ class L2LMetaSGD(MetaAlgorithm):
     def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:
         """Fine-tune a copy with the learned per-parameter rates (plain SGD at `inner_lr` before any training)."""
         steps = self.inner_steps if steps is None else steps
-        if self._wrapper is None:
+        rates = list(self.extra_parameters().values())
+        if not rates:
             return first_order_adapt(model, data, loss_fn, steps, "sgd", self.inner_lr)
         adapted = copy.deepcopy(model)
         adapted.train()
@@ -133,7 +147,7 @@ class L2LMetaSGD(MetaAlgorithm):
             inputs, targets = next(batches)
             grads = loss_gradients(loss_fn(adapted(inputs), targets), params)
             with torch.no_grad():
-                for p, g, lr in zip(params, grads, self._wrapper.lrs):
+                for p, g, lr in zip(params, grads, rates):
                     p.sub_(lr * g)
         return adapted
 

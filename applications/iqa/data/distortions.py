@@ -35,6 +35,7 @@ copy), so one seed gives nested distortions whose quality falls with the level.
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -111,7 +112,9 @@ def _rgb2lab(x: np.ndarray) -> np.ndarray:
 
 
 def _lab2rgb(lab: np.ndarray) -> np.ndarray:
-    return color.lab2rgb(lab).astype(np.float32)
+    with warnings.catch_warnings():  # out-of-gamut colours are clipped, which is what we want
+        warnings.simplefilter("ignore", UserWarning)
+        return color.lab2rgb(lab).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------------- blur
@@ -157,6 +160,8 @@ def color_shift(x: np.ndarray, amount: float, rng: np.random.Generator) -> np.nd
     )
     gray = _luma(x)
     grad = np.hypot(ndimage.sobel(gray, axis=0), ndimage.sobel(gray, axis=1))
+    # Edge weight, widened with the shift so that a larger offset also shows over a wider band.
+    grad = ndimage.gaussian_filter(grad, sigma=amount / 2.0, mode="reflect")
     weight = np.clip(grad / (grad.max() + 1e-8) * 2.0, 0.0, 1.0)
     out = x.copy()
     out[..., channel] = weight * shifted + (1 - weight) * x[..., channel]
@@ -171,9 +176,7 @@ def color_quantization(x: np.ndarray, colors: float, rng: np.random.Generator) -
 
 def color_saturation_hsv(x: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
     hsv = color.rgb2hsv(x).astype(np.float32)
-    hsv[..., 1] *= abs(scale)
-    if scale < 0:
-        hsv[..., 0] = (hsv[..., 0] + 0.5) % 1.0
+    hsv[..., 1] *= scale
     return color.hsv2rgb(hsv).astype(np.float32)
 
 
@@ -292,7 +295,7 @@ def non_eccentricity_patch(x: np.ndarray, count: float, rng: np.random.Generator
 
 def pixelate(x: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
     h, w, _ = x.shape
-    z = 0.95 - amount**0.6
+    z = 1.0 - amount**0.5
     small = (max(1, round(w * z)), max(1, round(h * z)))
     img = Image.fromarray(_to_uint8(x)).resize(small, Image.Resampling.BOX)
     return _from_uint8(img.resize((w, h), Image.Resampling.NEAREST))
@@ -339,7 +342,7 @@ DISTORTIONS: tuple[DistortionType, ...] = (
     DistortionType(4, "color_diffusion", "colour", (1, 3, 6, 8, 12), "standard deviation (pixels) of the Gaussian blur of the Lab a*/b* channels", color_diffusion),
     DistortionType(5, "color_shift", "colour", (1, 3, 6, 8, 12), "offset (pixels) of one channel (drawn from rng, with the direction), blended in at edges", color_shift),
     DistortionType(6, "color_quantization", "colour", (64, 48, 32, 16, 8), "number of colours of the median-cut palette (no dithering)", color_quantization),
-    DistortionType(7, "color_saturation_1", "colour", (0.4, 0.2, 0.1, 0, -0.4), "scale of the HSV saturation; a negative scale also turns the hue by 180 degrees", color_saturation_hsv),
+    DistortionType(7, "color_saturation_1", "colour", (0.4, 0.2, 0.1, 0.05, 0), "scale of the HSV saturation (table's 0 and -0.4 became 0.05 and 0)", color_saturation_hsv),
     DistortionType(8, "color_saturation_2", "colour", (1.5, 2, 3, 6, 9), "scale of the Lab a*/b* chroma (table's level 1 = 1 is the identity, so 1.5)", color_saturation_lab),
     DistortionType(9, "jpeg2000", "compression", (16, 32, 45, 120, 400), "JPEG 2000 compression ratio (OpenJPEG via Pillow, one quality layer)", jpeg2000),
     DistortionType(10, "jpeg", "compression", (43, 36, 24, 7, 4), "JPEG quality factor (Pillow/libjpeg, 4:2:0 chroma subsampling)", jpeg),
@@ -353,8 +356,8 @@ DISTORTIONS: tuple[DistortionType, ...] = (
     DistortionType(18, "mean_shift", "brightness", (0.03, 0.06, 0.09, 0.12, 0.15), "shift of all channels (fraction of the range) away from mid-grey (table's signed list reordered)", mean_shift),
     DistortionType(19, "jitter", "spatial", (0.05, 0.1, 0.2, 0.5, 1), "standard deviation (pixels) of the random per-pixel displacement", jitter),
     DistortionType(20, "non_eccentricity_patch", "spatial", (20, 40, 60, 80, 100), "number of small patches copied to a random nearby place", non_eccentricity_patch),
-    DistortionType(21, "pixelate", "spatial", (0.01, 0.05, 0.1, 0.2, 0.5), "strength a: box-downscaled to (0.95 - a^0.6) of the size, then nearest-neighbour upscaled", pixelate),
-    DistortionType(22, "quantization", "spatial", (20, 16, 13, 10, 7), "number of uniform levels of each RGB channel", quantization),
+    DistortionType(21, "pixelate", "spatial", (0.01, 0.05, 0.1, 0.2, 0.5), "strength a: box-downscaled to (1 - sqrt(a)) of the size, then nearest-neighbour upscaled", pixelate),
+    DistortionType(22, "quantization", "spatial", (20, 16, 13, 10, 7), "number of uniform levels of each RGB channel, 0 and 1 included", quantization),
     DistortionType(23, "color_block", "spatial", (2, 4, 6, 8, 10), "number of uniformly coloured square blocks pasted at random places", color_block),
     DistortionType(24, "high_sharpen", "sharpness/contrast", (1, 2, 3, 6, 12), "unsharp-mask amount on Lab L* (radius 1 pixel)", high_sharpen),
     DistortionType(25, "contrast_change", "sharpness/contrast", (0.2, 0.35, 0.5, 0.65, 0.8), "contrast reduction c: deviation from the image mean scaled by 1 - c (table's signed list reordered)", contrast_change),

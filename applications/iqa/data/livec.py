@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from metalearn_iqa.data._files import find_entry, index_folder, parse_float, require_dir, require_image
 from metalearn_iqa.data.records import DatasetError, IQARecord, min_max
 

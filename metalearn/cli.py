@@ -1,0 +1,49 @@
+"""The `metalearn` command: core commands plus every application registered under `metalearn.applications`."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+import click
+
+from metalearn.algorithms import ALGORITHMS
+
+ENTRY_POINT_GROUP = "metalearn.applications"
+
+
+class ApplicationGroup(click.Group):
+    """A Click group that adds application command groups found through entry points, on first use."""
+
+    def _applications(self) -> dict[str, click.Command]:
+        found = {}
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            found[ep.name] = ep
+        return found  # type: ignore[return-value]
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._applications()))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is not None:
+            return command
+        ep = self._applications().get(name)
+        return ep.load() if ep is not None else None  # type: ignore[union-attr]
+
+
+@click.group(cls=ApplicationGroup)
+@click.version_option(package_name="metalearn")
+def main() -> None:
+    """metalearn: meta-learning algorithms behind one trainer, and their applications."""
+
+
+@main.command("algorithms")
+def list_algorithms() -> None:
+    """List the meta-learning algorithms the core provides."""
+    for name, factory in ALGORITHMS.items():
+        doc = (getattr(factory, "__doc__", None) or "").strip().splitlines()
+        click.echo(f"{name:14s} {doc[0] if doc else ''}")
+
+
+if __name__ == "__main__":
+    main()
