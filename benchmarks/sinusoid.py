@@ -33,7 +33,9 @@ METHODS: dict[str, dict[str, object]] = {
 L2L_METHODS: dict[str, dict[str, object]] = {"l2l-maml": {"inner_lr": 0.01, "inner_steps": 1}}
 
 
-def evaluate(trainer: MetaTrainer, shots: int, steps: tuple[int, ...], tasks: int, seed: int) -> dict[int, tuple]:
+def evaluate(
+    trainer: MetaTrainer, shots: int, steps: tuple[int, ...], tasks: int, seed: int
+) -> dict[int, tuple]:
     """Mean and 95% CI of query MSE after each number of adaptation steps, on fixed held-out tasks."""
     sampler = SinusoidSampler(shots=shots, query_shots=100)
     generator = torch.Generator().manual_seed(seed)
@@ -102,7 +104,9 @@ def table(results: dict[str, dict], args: argparse.Namespace) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smoke-sized run (under a minute)")
     parser.add_argument("--iterations", type=int, default=4000)
     parser.add_argument("--meta-batch", type=int, default=10)
@@ -110,7 +114,9 @@ def main() -> None:
     parser.add_argument("--shots", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--eval-tasks", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--l2l", action="store_true", help="also run learn2learn's MAML (needs the l2l extra)")
+    parser.add_argument(
+        "--l2l", action="store_true", help="also run learn2learn's MAML (needs the l2l extra)"
+    )
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
@@ -121,7 +127,9 @@ def main() -> None:
     print(table(results, args))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "results": results}, indent=2))
+        args.json.write_text(
+            json.dumps({"args": vars(args) | {"json": str(args.json)}, "results": results}, indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def _type_name(kind: int) -> str:
     return next(d.name for d in DISTORTIONS if d.index == kind)
 
 
-def _score_held_out(
+def score_held_out(
     model: torch.nn.Module, groups: dict[int, list[IQARecord]], config: DemoConfig, store: ImageStore
 ) -> dict[str, Any]:
     """Zero-shot SROCC on all of each held-out type, and SROCC after fine-tuning on half of its contents."""
@@ -118,7 +118,7 @@ def run_demo(config: DemoConfig, out_dir: Path, resume: bool = False) -> dict[st
         train_s = time.perf_counter() - t0
         rows = read_metrics(run_dir / "checkpoint")
         curves[algorithm] = [(int(r["iteration"]), r["loss"]) for r in rows]
-        results[algorithm] = _score_held_out(model, groups, config, store) | {"train_seconds": train_s}
+        results[algorithm] = score_held_out(model, groups, config, store) | {"train_seconds": train_s}
     table = _table(results, config)
     _plots(results, curves, config, out_dir)
     summary = {
