@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from openpyxl import load_workbook
+from scipy.io import savemat
+
 from metalearn_iqa.data.cid2013 import load_cid2013
 from metalearn_iqa.data.kadid10k import load_kadid10k
 from metalearn_iqa.data.koniq10k import load_koniq10k
@@ -15,9 +18,6 @@ from metalearn_iqa.data.livec import load_livec
 from metalearn_iqa.data.records import DatasetError, IQARecord, read_table, write_table
 from metalearn_iqa.data.registry import DATASETS, dataset_kind, is_synthetic, load_dataset
 from metalearn_iqa.data.tid2013 import load_tid2013
-from openpyxl import load_workbook
-from scipy.io import savemat
-
 from tests.iqa.fixtures import (
     CID_SETS,
     KONIQ_SETS,
