@@ -72,13 +72,13 @@ def _offset_type(record: IQARecord, offset: int) -> IQARecord:
     return replace(record, distortion=None if record.distortion is None else record.distortion + offset)
 
 
-def _parse_types(text: str | None) -> tuple[int, ...]:
+def _parse_types(text: str | None, option: str = "--types") -> tuple[int, ...]:
     if not text:
         return ()
     try:
         return tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
-        raise CLIError(f"--types expects comma-separated integers, got {text!r}") from None
+        raise CLIError(f"{option} expects comma-separated integers, got {text!r}") from None
 
 
 def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -224,7 +224,7 @@ def train(
     from metalearn_iqa.prior import PRIOR_FILE, train_prior
 
     config = _prior_config(kw)
-    excluded = set(_parse_types(exclude_types))
+    excluded = set(_parse_types(exclude_types, "--exclude-types"))
     records = [r for r in _load_many(datasets, roots) if r.distortion not in excluded]
     out_dir = Path(out) if out else default_output_dir() / f"prior-{config.algorithm}"
     train_prior(config, records, out_dir, resume=resume)

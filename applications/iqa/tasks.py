@@ -40,6 +40,9 @@ class TaskConfig:
 class CropBatches:
     """A re-iterable of `n_batches` random-crop batches from `records`; each pass draws fresh crops.
 
+    Batches are always `batch_size` images: without replacement when there are enough, with replacement
+    otherwise.
+
     Its own generator (seeded once) makes the stream independent of who consumes it and when, so tasks stay
     identical across processes and across a resume.
     """
@@ -58,7 +61,7 @@ class CropBatches:
         self.records = list(records)
         self.store = store
         self.crop = crop
-        self.batch_size = min(batch_size, len(self.records))
+        self.batch_size = batch_size
         self.n_batches = n_batches
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -67,7 +70,10 @@ class CropBatches:
 
     def __iter__(self) -> Iterator[Batch]:
         for _ in range(self.n_batches):
-            picks = torch.randperm(len(self.records), generator=self.generator)[: self.batch_size].tolist()
+            if len(self.records) >= self.batch_size:
+                picks = torch.randperm(len(self.records), generator=self.generator)[: self.batch_size].tolist()
+            else:  # fewer images than a batch: draw with replacement (BatchNorm needs more than one sample)
+                picks = torch.randint(len(self.records), (self.batch_size,), generator=self.generator).tolist()
             crops = [random_crop(self.store(self.records[i].path), self.crop, self.generator) for i in picks]
             scores = torch.tensor([self.records[i].score for i in picks], dtype=torch.float32)
             yield normalise(torch.stack(crops)), scores

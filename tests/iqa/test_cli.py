@@ -1,0 +1,263 @@
+"""`metalearn iqa ...` through Click's test runner: help, data tables, one-line errors, train -> predict/evaluate."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner, Result
+from PIL import Image
+
+from metalearn.cli import main
+from metalearn_iqa.cli import iqa
+from metalearn_iqa.model import ModelConfig, build_model, load_model, save_model
+from tests.conftest import KADID_LEVELS, KADID_REFS, KADID_TYPES
+from tests.iqa.fixtures import make_tid2013
+
+FAST = ["--crop", "32"]
+TRAIN_FAST = [
+    "--iterations", "1", "--crop", "32", "--batch-size", "2", "--inner-steps", "1",
+    "--tasks-per-batch", "2", "--device", "cpu",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _single_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing is written to the home folder or the working directory."""
+    monkeypatch.setenv("METALEARN_OUTPUT", str(tmp_path / "outputs"))
+    monkeypatch.setenv("METALEARN_DATA", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=True)
+
+
+def assert_one_line_error(result: Result, *fragments: str) -> str:
+    """Exit code 2, a single `Error: ...` line naming the problem, no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("Error: ") and "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three images (one in a subfolder, mixed suffix case) and a file that is not an image."""
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(1)
+    (folder / "sub").mkdir()
+    for name in ("a.png", "b.JPG", "sub/c.bmp"):
+        Image.fromarray(rng.integers(0, 256, (12, 9, 3), dtype=np.uint8)).save(folder / name)
+    (folder / "notes.txt").write_text("not an image\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def random_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    return save_model(build_model(), ModelConfig(), tmp_path_factory.mktemp("model") / "random.pt")
+
+
+# -------------------------------------------------------------------------------------------- discovery
+
+
+def test_iqa_group_is_discovered_through_the_entry_point() -> None:
+    result = run("--help")
+    assert result.exit_code == 0 and "iqa" in result.output
+    assert main.get_command(None, "iqa") is iqa  # type: ignore[arg-type]
+
+
+def test_help_of_every_iqa_command() -> None:
+    assert run("iqa", "--help").exit_code == 0
+    names = sorted(iqa.commands)
+    assert {"data", "train", "finetune", "evaluate", "predict", "lodo", "cross", "demo"} <= set(names)
+    for name in names:
+        result = run("iqa", name, "--help")
+        assert result.exit_code == 0, (name, result.output)
+        assert "Usage:" in result.output
+
+
+def test_algorithms_lists_the_core_algorithms() -> None:
+    result = run("algorithms")
+    assert result.exit_code == 0
+    listed = {line.split()[0] for line in result.output.splitlines() if line.strip()}
+    assert {"metaiqa", "maml", "reptile"} <= listed
+
+
+# ------------------------------------------------------------------------------------------------- data
+
+
+def test_data_writes_the_table(tmp_path: Path) -> None:
+    expected = make_tid2013(tmp_path / "tid")
+    result = run("iqa", "data", "--dataset", "tid2013", "--root", str(tmp_path / "tid"), "--out", "t.csv")
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "t.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(expected) == 12
+    assert {"path", "score"} <= set(rows[0])
+    for row in rows:
+        assert 0.0 <= float(row["score"]) <= 1.0
+        assert float(row["raw_score"]) == pytest.approx(expected[Path(row["path"]).name])
+        assert Path(row["path"]).is_file()
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+def test_unknown_dataset(tmp_path: Path) -> None:
+    result = run("iqa", "data", "--dataset", "nosuchdb", "--root", str(tmp_path), "--out", "t.csv")
+    assert_one_line_error(result, "nosuchdb", "tid2013")
+
+
+def test_missing_root_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    result = run("iqa", "data", "--dataset", "tid2013", "--root", str(missing), "--out", "t.csv")
+    assert_one_line_error(result, str(missing), "not found")
+    assert not (tmp_path / "t.csv").exists()
+
+
+def test_root_without_score_file(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = run("iqa", "data", "--dataset", "kadid10k", "--root", str(tmp_path / "empty"), "--out", "t.csv")
+    assert_one_line_error(result, "dmos.csv", "not found")
+
+
+def test_predict_on_a_missing_path(tmp_path: Path, random_model: Path) -> None:
+    missing = tmp_path / "no-such-image.png"
+    result = run("iqa", "predict", str(missing), "--checkpoint", str(random_model), *FAST)
+    assert_one_line_error(result, str(missing))
+
+
+def test_predict_without_any_prior(tmp_path: Path, image_folder: Path) -> None:
+    (tmp_path / "outputs").mkdir()
+    result = run("iqa", "predict", str(image_folder), *FAST)
+    line = assert_one_line_error(result, "no prior found", str(tmp_path / "outputs"))
+    assert "metalearn iqa train" in line and "--checkpoint" in line
+
+
+def test_pretrained_and_weights_together(tmp_path: Path, kadid_root: Path) -> None:
+    result = run(
+        "iqa", "train", "--dataset", "kadid10k", "--root", str(kadid_root),
+        "--pretrained", "--weights", str(tmp_path / "w.pt"), *TRAIN_FAST,
+    )  # fmt: skip
+    assert_one_line_error(result, "--pretrained", "--weights")
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_evaluate_with_a_corrupt_checkpoint(tmp_path: Path, kadid_root: Path) -> None:
+    bad = tmp_path / "prior.pt"
+    bad.write_bytes(b"PK\x03\x04 this is not a checkpoint\n\n at all")
+    result = run(
+        "iqa", "evaluate", "--dataset", "kadid10k", "--root", str(kadid_root), "--checkpoint", str(bad), *FAST
+    )
+    assert_one_line_error(result, str(bad))
+
+
+def test_train_with_a_bad_type_list(kadid_root: Path) -> None:
+    result = run(
+        "iqa", "train", "--dataset", "kadid10k", "--root", str(kadid_root), "--exclude-types", "1,x",
+        *TRAIN_FAST,
+    )  # fmt: skip
+    assert_one_line_error(result, "--exclude-types", "'1,x'")
+
+
+# ------------------------------------------------------------------------------ train, then use the prior
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, kadid_root: Path) -> Path:
+    """`iqa train` with no --out: the prior lands in $METALEARN_OUTPUT/prior-metaiqa/."""
+    outputs = tmp_path_factory.mktemp("outputs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("METALEARN_OUTPUT", str(outputs))
+        torch.set_num_threads(1)
+        result = run("iqa", "train", "--dataset", "kadid10k", "--root", str(kadid_root), *TRAIN_FAST)
+    assert result.exit_code == 0, result.output
+    prior = outputs / "prior-metaiqa" / "prior.pt"
+    assert prior.is_file() and str(prior) in result.output
+    load_model(prior)
+    return outputs
+
+
+def test_predict_picks_the_newest_prior(
+    trained: Path, image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # older, unreadable priors on both sides of the trained one alphabetically: only the newest one loads
+    for name in ("a-old", "z-old"):
+        stale = trained / name / "prior.pt"
+        stale.parent.mkdir(exist_ok=True)
+        stale.write_bytes(b"stale")
+        os.utime(stale, (1_000_000, 1_000_000))
+    monkeypatch.setenv("METALEARN_OUTPUT", str(trained))
+    result = run(
+        "iqa", "predict", str(image_folder), "--csv", "out.csv", "--saliency", "maps", "--crops", "5", *FAST
+    )
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "out.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    names = sorted(Path(r["path"]).name for r in rows)
+    assert names == ["a.png", "b.JPG", "c.bmp"]
+    assert all(np.isfinite(float(r["score"])) for r in rows)
+    maps = sorted(p.name for p in (tmp_path / "maps").iterdir())
+    assert maps == ["a_gradient.png", "b_gradient.png", "c_gradient.png"]
+    for path in (tmp_path / "maps").iterdir():
+        with Image.open(path) as img:
+            assert img.format == "PNG" and img.size[0] > 100
+
+
+def test_predict_matches_an_explicit_checkpoint(trained: Path, image_folder: Path) -> None:
+    prior = trained / "prior-metaiqa" / "prior.pt"
+    result = run("iqa", "predict", str(image_folder / "a.png"), "--checkpoint", str(prior), *FAST)
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("a.png")
+    float(lines[0].split()[0])
+
+
+def test_evaluate_writes_json(trained: Path, kadid_root: Path, tmp_path: Path) -> None:
+    prior = trained / "prior-metaiqa" / "prior.pt"
+    result = run(
+        "iqa", "evaluate", "--dataset", "kadid10k", "--root", str(kadid_root),
+        "--checkpoint", str(prior), "--json", "m.json", *FAST,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["dataset"] == "kadid10k" and metrics["checkpoint"] == str(prior)
+    assert metrics["n"] == KADID_REFS * len(KADID_TYPES) * len(KADID_LEVELS)
+    for key in ("srocc", "plcc", "plcc_logistic", "krcc", "rmse"):
+        assert np.isfinite(metrics[key])
+    assert -1.0 <= metrics["srocc"] <= 1.0
+    assert "srocc" in result.output
+
+
+def test_finetune_writes_a_loadable_model(trained: Path, kadid_root: Path, tmp_path: Path) -> None:
+    prior = trained / "prior-metaiqa"
+    result = run(
+        "iqa", "finetune", "--checkpoint", str(prior), "--dataset", "kadid10k", "--root", str(kadid_root),
+        "--steps", "1", "--batch-size", "2", "--out", "ft.pt", *FAST,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    tuned, config = load_model(tmp_path / "ft.pt")
+    original, original_config = load_model(prior / "prior.pt")
+    assert config == original_config
+    a, b = tuned.state_dict(), original.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a), "fine-tuning changed no weight"

@@ -1,0 +1,244 @@
+"""The paper's protocols (leave-one-distortion-out, synthetic-to-authentic) and prior training, on tiny data."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from metalearn_iqa.data.kadid10k import load_kadid10k
+from metalearn_iqa.data.records import DatasetError, IQARecord
+from metalearn_iqa.inference import EvalConfig, FinetuneConfig
+from metalearn_iqa.model import ModelConfig, build_model, load_model
+from metalearn_iqa.prior import PRIOR_FILE, SUMMARY_FILE, PriorConfig, load_prior, train_prior
+from metalearn_iqa.protocols import lodo as lodo_module
+from metalearn_iqa.protocols.cross import CrossConfig, run_cross, split_target
+from metalearn_iqa.protocols.lodo import LodoConfig, run_lodo
+from metalearn_iqa.tasks import TaskConfig
+from tests.conftest import KADID_LEVELS, KADID_REFS
+from tests.iqa.fixtures import make_cid2013
+
+CROP = 32
+EVAL = EvalConfig(crop=CROP, crops=1, batch_size=8)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def records(kadid_root: Path) -> list[IQARecord]:
+    return load_kadid10k(kadid_root)
+
+
+def _prior(algorithm: str = "metaiqa", iterations: int = 1, tasks: int = 2) -> PriorConfig:
+    return PriorConfig(
+        algorithm=algorithm,
+        iterations=iterations,
+        tasks_per_batch=tasks,
+        inner_steps=1,
+        inner_lr=1e-3,
+        outer_lr=1e-3,
+        device="cpu",
+        task=TaskConfig(crop=CROP, batch_size=2, batches=1),
+        model=ModelConfig(pretrained="none"),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ LODO
+
+
+def test_lodo_writes_reports_for_the_held_out_type(
+    records: list[IQARecord], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trained_on: list[set[int | None]] = []
+    real = lodo_module.train_prior
+
+    def spy(config: PriorConfig, train: list[IQARecord], *args: object, **kw: object):  # noqa: ANN202
+        trained_on.append({r.distortion for r in train})
+        return real(config, train, *args, **kw)
+
+    monkeypatch.setattr(lodo_module, "train_prior", spy)
+    config = LodoConfig(prior=_prior(), folds=[(1,)], eval=EVAL)
+    result = run_lodo(records, config, tmp_path)
+    assert trained_on == [{9, 25}]  # the prior never sees the held-out type
+    assert set(result["per_type"]) == {"1"}
+    metrics = result["per_type"]["1"]
+    assert math.isfinite(metrics["srocc"]) and -1.0 <= metrics["srocc"] <= 1.0
+    assert metrics["n"] == KADID_REFS * len(KADID_LEVELS)  # no fine-tuning: all of the type's images
+    assert result["mean_srocc"] == pytest.approx(metrics["srocc"])
+    saved = json.loads((tmp_path / "lodo-metaiqa.json").read_text())
+    assert saved["per_type"]["1"]["srocc"] == pytest.approx(metrics["srocc"])
+    assert saved["protocol"] == "leave-one-distortion-out"
+    table = (tmp_path / "lodo-metaiqa.md").read_text()
+    assert table.startswith("| held-out type") and "| 1 |" in table
+    assert (tmp_path / "fold-01" / PRIOR_FILE).is_file()
+
+
+def test_lodo_test_set_excludes_the_finetuning_contents(
+    records: list[IQARecord], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adapted: list[list[IQARecord]] = []
+    tested: list[list[IQARecord]] = []
+    real_finetune, real_evaluate = lodo_module.finetune, lodo_module.evaluate_records
+
+    def finetune_spy(model, recs, *args, **kw):  # noqa: ANN001, ANN202
+        adapted.append(list(recs))
+        return real_finetune(model, recs, *args, **kw)
+
+    def evaluate_spy(model, recs, *args, **kw):  # noqa: ANN001, ANN202
+        tested.append(list(recs))
+        return real_evaluate(model, recs, *args, **kw)
+
+    monkeypatch.setattr(lodo_module, "finetune", finetune_spy)
+    monkeypatch.setattr(lodo_module, "evaluate_records", evaluate_spy)
+    config = LodoConfig(
+        prior=_prior(),
+        folds=[(25,)],
+        finetune=FinetuneConfig(steps=1, batch_size=2, crop=CROP),
+        eval=EVAL,
+    )
+    result = run_lodo(records, config, tmp_path)
+    assert len(adapted) == len(tested) == 1
+    adapt_refs = {r.reference for r in adapted[0]}
+    test_refs = {r.reference for r in tested[0]}
+    assert adapt_refs and test_refs and not adapt_refs & test_refs
+    assert {r.distortion for r in adapted[0] + tested[0]} == {25}
+    assert len(adapted[0]) + len(tested[0]) == KADID_REFS * len(KADID_LEVELS)
+    assert result["per_type"]["25"]["n"] == len(tested[0])
+
+
+def test_lodo_rejects_an_unknown_held_out_type(records: list[IQARecord], tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"\[7\]"):
+        run_lodo(records, LodoConfig(prior=_prior(), folds=[(7,)], eval=EVAL), tmp_path)
+
+
+# ------------------------------------------------------------------------------------------- splitting
+
+
+def _cid_like(sets: int = 6, per_set: int = 2) -> list[IQARecord]:
+    return [
+        IQARecord(
+            f"IS{s}/co1/img{s}_{i}.jpg", (s * per_set + i) / 20, 0.0, "cid", None, None, f"c{s}{i}", f"IS{s}"
+        )
+        for s in range(1, sets + 1)
+        for i in range(per_set)
+    ]
+
+
+def test_split_target_by_image_set() -> None:
+    target = _cid_like()
+    config = CrossConfig(seed=0)
+    combos = set()
+    for repeat in range(10):
+        train, test = split_target(target, config, repeat)
+        train_sets, test_sets = {r.image_set for r in train}, {r.image_set for r in test}
+        assert len(train_sets) == 4 and len(test_sets) == 2
+        assert not train_sets & test_sets and len(train) + len(test) == len(target)
+        combos.add(frozenset(train_sets))
+        again, _ = split_target(target, config, repeat)
+        assert again == train  # a repeat is reproducible
+    assert len(combos) > 1  # repeats draw different combinations
+
+
+def test_split_target_needs_more_sets_than_it_trains_on(tmp_path: Path) -> None:
+    from metalearn_iqa.data.cid2013 import load_cid2013
+
+    make_cid2013(tmp_path)  # only IS1..IS3
+    with pytest.raises(DatasetError, match="3 image sets"):
+        split_target(load_cid2013(tmp_path), CrossConfig(), 0)
+
+
+def test_split_target_80_20_by_content() -> None:
+    contents = [f"img{i}.jpg" for i in range(10)]
+    target = [
+        IQARecord(f"{name}:{k}", 0.1 * i, 0.0, "a", None, None, name, None)
+        for i, name in enumerate(contents)
+        for k in range(2)
+    ]
+    # KonIQ's official split names are not image sets to choose from: they split by content like the rest
+    koniq = [
+        IQARecord(f"k{i}.jpg", i / 10, i, "koniq", image_set=("training", "test")[i % 2]) for i in range(10)
+    ]
+    splits = set()
+    for repeat in range(5):
+        train, test = split_target(target, CrossConfig(), repeat)
+        assert len({r.reference for r in train}) == 8 and len({r.reference for r in test}) == 2
+        assert not {r.reference for r in train} & {r.reference for r in test}
+        assert len(train) + len(test) == len(target)
+        splits.add(frozenset(r.reference for r in test))
+        k_train, k_test = split_target(koniq, CrossConfig(), repeat)
+        assert len(k_train) == 8 and len(k_test) == 2
+    assert len(splits) > 1
+
+
+def test_run_cross_reports_mean_and_std_over_repeats(records: list[IQARecord], tmp_path: Path) -> None:
+    # the KADID images as an "authentic" database: every image its own content
+    target = [IQARecord(r.path, r.score, r.raw_score, "auth") for r in records]
+    torch.manual_seed(0)
+    prior = build_model(ModelConfig())
+    before = {k: v.clone() for k, v in prior.state_dict().items()}
+    config = CrossConfig(repeats=2, finetune=FinetuneConfig(steps=1, batch_size=2, crop=CROP), eval=EVAL)
+    result = run_cross(prior, target, config, tmp_path, "auth", "cross-auth")
+    splits = result["splits"]
+    assert len(splits) == 2
+    for split in splits:
+        assert split["train"] + split["test"] == len(target) and split["test"] == round(0.2 * len(target))
+        assert math.isfinite(split["srocc"]) and -1.0 <= split["srocc"] <= 1.0
+    summary = result["summary"]
+    assert summary["srocc"] == pytest.approx(statistics.fmean(s["srocc"] for s in splits))
+    assert summary["srocc_std"] == pytest.approx(statistics.stdev(s["srocc"] for s in splits))
+    assert summary["plcc_std"] >= 0.0
+    saved = json.loads((tmp_path / "cross-auth.json").read_text())
+    assert saved["summary"]["srocc"] == pytest.approx(summary["srocc"])
+    assert "| auth |" in (tmp_path / "cross-auth.md").read_text()
+    after = prior.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # fine-tuning works on copies
+
+
+# ----------------------------------------------------------------------------------------------- prior
+
+
+def test_train_prior_resumes_to_the_same_weights(records: list[IQARecord], tmp_path: Path) -> None:
+    train_prior(_prior(iterations=2, tasks=1), records, tmp_path / "a", checkpoint_every=1)
+    resumed, rows = train_prior(
+        _prior(iterations=3, tasks=1), records, tmp_path / "a", resume=True, checkpoint_every=1
+    )
+    assert [int(r["iteration"]) for r in rows] == [3]
+    straight, rows = train_prior(_prior(iterations=3, tasks=1), records, tmp_path / "b", checkpoint_every=1)
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
+    a, b = resumed.state_dict(), straight.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed prior differs from an uninterrupted run"
+    saved_a, saved_b = load_prior(tmp_path / "a").state_dict(), load_prior(tmp_path / "b").state_dict()
+    assert all(torch.equal(saved_a[k], saved_b[k]) for k in saved_a)
+
+
+@pytest.mark.parametrize("algorithm", ["baseline", "maml", "fomaml", "reptile"])
+def test_train_prior_runs_every_algorithm(algorithm: str, records: list[IQARecord], tmp_path: Path) -> None:
+    config = _prior(algorithm, tasks=1)
+    model, rows = train_prior(config, records, tmp_path)
+    assert len(rows) == 1 and math.isfinite(rows[0]["loss"])
+    torch.manual_seed(config.seed)
+    initial = build_model(config.model).state_dict()
+    trained = model.state_dict()
+    assert any(not torch.equal(initial[k], trained[k]) for k in initial), "one outer step changed nothing"
+    loaded, model_config = load_model(tmp_path / PRIOR_FILE)
+    assert model_config == config.model
+    assert all(torch.equal(loaded.state_dict()[k], trained[k]) for k in trained)
+    summary = json.loads((tmp_path / SUMMARY_FILE).read_text())
+    assert PriorConfig.from_dict(summary["config"]) == config
+
+
+def test_prior_config_rejects_unknown_algorithm() -> None:
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        PriorConfig(algorithm="sgd")
