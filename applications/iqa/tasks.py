@@ -70,10 +70,11 @@ class CropBatches:
 
     def __iter__(self) -> Iterator[Batch]:
         for _ in range(self.n_batches):
-            if len(self.records) >= self.batch_size:
-                picks = torch.randperm(len(self.records), generator=self.generator)[: self.batch_size].tolist()
+            n, g = len(self.records), self.generator
+            if n >= self.batch_size:
+                picks = torch.randperm(n, generator=g)[: self.batch_size].tolist()
             else:  # fewer images than a batch: draw with replacement (BatchNorm needs more than one sample)
-                picks = torch.randint(len(self.records), (self.batch_size,), generator=self.generator).tolist()
+                picks = torch.randint(n, (self.batch_size,), generator=g).tolist()
             crops = [random_crop(self.store(self.records[i].path), self.crop, self.generator) for i in picks]
             scores = torch.tensor([self.records[i].score for i in picks], dtype=torch.float32)
             yield normalise(torch.stack(crops)), scores
