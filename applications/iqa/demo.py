@@ -36,7 +36,7 @@ class DemoConfig:
 
     held_out: tuple[int, ...] = (3, 10, 13)  # motion blur, JPEG, impulse noise
     algorithms: tuple[str, ...] = ("metaiqa", "baseline")
-    iterations: int = 60
+    iterations: int = 50
     tasks_per_batch: int = 3
     inner_steps: int = 3
     inner_lr: float = 1e-3
