@@ -48,3 +48,14 @@ def write_kadid_like(
 def kadid_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A KADID-layout database: 4 references x 3 types (1, 9, 25) x 2 levels = 24 distorted images."""
     return write_kadid_like(tmp_path_factory.mktemp("kadid"))
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Tiny CPU models are fastest on one thread, and immune to oversubscription when jobs share the cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

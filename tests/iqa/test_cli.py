@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +24,6 @@ TRAIN_FAST = [
     "--iterations", "1", "--crop", "32", "--batch-size", "2", "--inner-steps", "1",
     "--tasks-per-batch", "2", "--device", "cpu",
 ]  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import re
 import urllib.error
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,15 +22,6 @@ from metalearn_iqa.model import (
     normalize_transform,
     save_model,
 )
-
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    """Small CPU convolutions are fastest (and immune to oversubscription) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
