@@ -224,7 +224,11 @@ def _is_current(root: Path, config: SyntheticConfig) -> bool:
         manifest = _read_manifest(root)
     except DatasetError:
         return False
-    return manifest.get("config") == config.as_dict() and (root / "scores.csv").is_file()
+    return (
+        manifest.get("version") == MANIFEST_VERSION
+        and manifest.get("config") == config.as_dict()
+        and (root / "scores.csv").is_file()
+    )
 
 
 def _check_config(config: SyntheticConfig) -> None:
@@ -315,12 +319,15 @@ def load_synthetic(root: str | Path | None = None, config: SyntheticConfig | Non
     """The synthetic database as records, generated first if missing.
 
     With `config`, `root` (default: `default_root(config)`) is (re)generated to match it. With no
-    config, an existing database at `root` is read as it is, and a missing one is generated with the
-    default config. Scores are in [0, 1], higher = better; `raw_score` is the same number.
+    config, an existing database at `root` is read as it is, and a missing one (no folder, or an empty
+    one) is generated with the default config; a folder holding files but no manifest is an error, not
+    overwritten. Scores are in [0, 1], higher = better; `raw_score` is the same number.
     """
     if root is None:
         root = default_root(config)
     root = Path(root).expanduser()
+    if config is None and not (root / "manifest.json").exists() and root.is_dir() and any(root.iterdir()):
+        raise DatasetError(f"{root / 'manifest.json'}: manifest not found (delete {root} to regenerate)")
     if config is not None or not (root / "manifest.json").exists():
         generate_synthetic(root, config or SyntheticConfig(), progress=True)
     manifest = _read_manifest(root)
