@@ -114,7 +114,7 @@ class MetaTrainer:
     # -- optimizer ---------------------------------------------------------------------------------
     def _needs_lazy_optimizer(self) -> bool:
         """Algorithms such as Meta-SGD create their meta-parameters on first use."""
-        return hasattr(self.algorithm, "_wrapper") and not self.algorithm.extra_parameters()
+        return self.algorithm.creates_parameters_lazily and not self.algorithm.extra_parameters()
 
     def _meta_parameters(self) -> dict[str, nn.Parameter]:
         params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}

@@ -124,6 +124,8 @@ class MetaAlgorithm(ABC):
     """
 
     name: str = "algorithm"
+    creates_parameters_lazily: bool = False
+    """True when `extra_parameters()` stays empty until the first `meta_step` (e.g. Meta-SGD's rates)."""
 
     def meta_gradient(self, model: nn.Module, task: Task, loss_fn: LossFn) -> dict[str, Tensor]:
         """The task's meta-gradient, keyed by parameter name; the model is left unchanged."""

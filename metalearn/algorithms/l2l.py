@@ -87,6 +87,7 @@ class L2LMetaSGD(MetaAlgorithm):
     """
 
     name = "l2l-metasgd"
+    creates_parameters_lazily = True
 
     def __init__(self, inner_lr: float = 0.01, inner_steps: int = 1, first_order: bool = False) -> None:
         self.l2l = import_learn2learn()
