@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from metalearn_iqa.data.records import DatasetError
+from metalearn_iqa.data.records import DatasetError, IQARecord, min_max
 
 
 def require_dir(root: str | Path, database: str) -> Path:
@@ -84,3 +84,31 @@ def span_normalise(values: Sequence[float]) -> list[float]:
     if high == low:
         return [0.5 for _ in values]
     return [(v - low) / (high - low) for v in values]
+
+
+DistortedRow = tuple[float, str, int, int, str]
+"""(raw score, image name, distortion type, level, reference) as parsed from a synthetic database's score file."""
+
+
+def distorted_records(
+    rows: Sequence[DistortedRow],
+    score_range: tuple[float, float],
+    index: Mapping[str, Path],
+    images: Path,
+    score_file: Path,
+    database: str,
+) -> list[IQARecord]:
+    """Records of a synthetic (distortion-labelled) database; every listed image must exist on disk."""
+    scores = min_max([row[0] for row in rows], *score_range)
+    return [
+        IQARecord(
+            path=require_image(index, name, images, score_file.name),
+            score=score,
+            raw_score=raw,
+            database=database,
+            distortion=dist,
+            level=level,
+            reference=ref,
+        )
+        for (raw, name, dist, level, ref), score in zip(rows, scores)
+    ]

@@ -10,14 +10,14 @@ import re
 from pathlib import Path
 
 from metalearn_iqa.data._files import (
+    distorted_records,
     find_entry,
     index_folder,
     parse_float,
     require_dir,
     require_file,
-    require_image,
 )
-from metalearn_iqa.data.records import DatasetError, IQARecord, min_max
+from metalearn_iqa.data.records import DatasetError, IQARecord
 
 DATABASE = "kadid10k"
 SCORE_FILE = "dmos.csv"
@@ -74,16 +74,4 @@ def load_kadid10k(root: str | Path) -> list[IQARecord]:
     images = find_entry(base, IMAGE_DIR) or base / IMAGE_DIR
     rows = _read_rows(score_file)
     index = index_folder(images)
-    scores = min_max([row[0] for row in rows], *DMOS_RANGE)
-    return [
-        IQARecord(
-            path=require_image(index, name, images, score_file.name),
-            score=score,
-            raw_score=dmos,
-            database=DATABASE,
-            distortion=dist,
-            level=level,
-            reference=ref,
-        )
-        for (dmos, name, dist, level, ref), score in zip(rows, scores)
-    ]
+    return distorted_records(rows, DMOS_RANGE, index, images, score_file, DATABASE)

@@ -9,14 +9,14 @@ import re
 from pathlib import Path
 
 from metalearn_iqa.data._files import (
+    distorted_records,
     find_entry,
     index_folder,
     parse_float,
     require_dir,
     require_file,
-    require_image,
 )
-from metalearn_iqa.data.records import DatasetError, IQARecord, min_max
+from metalearn_iqa.data.records import DatasetError, IQARecord
 
 DATABASE = "tid2013"
 SCORE_FILE = "mos_with_names.txt"
@@ -50,16 +50,4 @@ def load_tid2013(root: str | Path) -> list[IQARecord]:
             rows.append(_parse_line(line, f"{score_file}:{number}"))
     if not rows:
         raise DatasetError(f"{score_file}: score file is empty")
-    scores = min_max([row[0] for row in rows], *MOS_RANGE)
-    return [
-        IQARecord(
-            path=require_image(index, name, images, score_file.name),
-            score=score,
-            raw_score=mos,
-            database=DATABASE,
-            distortion=dist,
-            level=level,
-            reference=ref,
-        )
-        for (mos, name, dist, level, ref), score in zip(rows, scores)
-    ]
+    return distorted_records(rows, MOS_RANGE, index, images, score_file, DATABASE)
