@@ -160,6 +160,17 @@ def _eval_config(crop: int, crops: int):  # noqa: ANN202
     return EvalConfig(crop=crop, crops=crops)
 
 
+def _training_crop(checkpoint: Path, crop: int | None) -> int:
+    """The crop given, else the one the prior was trained with (from its `prior.json`), else 224."""
+    if crop is not None:
+        return crop
+    summary = (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "prior.json"
+    try:
+        return int(json.loads(summary.read_text())["config"]["task"]["crop"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 224
+
+
 def _resolve_checkpoint(checkpoint: str | None) -> Path:
     from metalearn_iqa.paths import default_output_dir, newest_prior
 
@@ -273,14 +284,19 @@ def finetune(
 @dataset_option
 @root_option
 @click.option("--checkpoint", type=click.Path(), default=None, help="Model file [newest prior in outputs/].")
-@click.option("--crop", type=click.IntRange(32), default=224, show_default=True)
+@click.option(
+    "--crop",
+    type=click.IntRange(32),
+    default=None,
+    help="Test crop [the crop the prior was trained with, else 224].",
+)
 @click.option(
     "--crops", type=click.Choice(["1", "5"]), default="1", show_default=True, help="Centre, or 5 crops."
 )
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None)
 @friendly_errors
 def evaluate(
-    dataset: str, root: str | None, checkpoint: str | None, crop: int, crops: str, json_out: str | None
+    dataset: str, root: str | None, checkpoint: str | None, crop: int | None, crops: str, json_out: str | None
 ) -> None:
     """SROCC, PLCC (raw and 4-parameter logistic), KRCC and RMSE of a model on a database."""
     from metalearn_iqa.inference import evaluate_records
@@ -289,6 +305,7 @@ def evaluate(
     path = _resolve_checkpoint(checkpoint)
     model = load_prior(path)
     records = _load(dataset, root)
+    crop = _training_crop(path, crop)
     metrics, _ = evaluate_records(model, records, _eval_config(crop, int(crops)), progress=True)
     for key, value in metrics.items():
         click.echo(f"{key:14s} {value:.4f}" if isinstance(value, float) else f"{key:14s} {value}")
@@ -316,7 +333,12 @@ def _collect_images(inputs: tuple[str, ...]) -> list[Path]:
 @iqa.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--checkpoint", type=click.Path(), default=None, help="Model file [newest prior in outputs/].")
-@click.option("--crop", type=click.IntRange(32), default=224, show_default=True)
+@click.option(
+    "--crop",
+    type=click.IntRange(32),
+    default=None,
+    help="Test crop [the crop the prior was trained with, else 224].",
+)
 @click.option("--crops", type=click.Choice(["1", "5"]), default="5", show_default=True)
 @click.option(
     "--csv", "csv_out", type=click.Path(dir_okay=False), default=None, help="Write path,score here."
@@ -331,7 +353,7 @@ def _collect_images(inputs: tuple[str, ...]) -> list[Path]:
 def predict(
     inputs: tuple[str, ...],
     checkpoint: str | None,
-    crop: int,
+    crop: int | None,
     crops: str,
     csv_out: str | None,
     saliency: str | None,
@@ -345,6 +367,7 @@ def predict(
     path = _resolve_checkpoint(checkpoint)
     model = load_prior(path)
     images = _collect_images(inputs)
+    crop = _training_crop(path, crop)
     scores = predict_records(model, [str(p) for p in images], _eval_config(crop, int(crops)))
     for image, score in zip(images, scores):
         click.echo(f"{score:.4f}  {image}")

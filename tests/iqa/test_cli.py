@@ -252,3 +252,13 @@ def test_finetune_writes_a_loadable_model(trained: Path, kadid_root: Path, tmp_p
     assert config == original_config
     a, b = tuned.state_dict(), original.state_dict()
     assert any(not torch.equal(a[k], b[k]) for k in a), "fine-tuning changed no weight"
+
+
+def test_test_crop_defaults_to_the_priors_training_crop(tmp_path: Path) -> None:
+    from metalearn_iqa.cli import _training_crop
+
+    (tmp_path / "prior.json").write_text(json.dumps({"config": {"task": {"crop": 48}}}))
+    assert _training_crop(tmp_path / "prior.pt", None) == 48
+    assert _training_crop(tmp_path, None) == 48
+    assert _training_crop(tmp_path / "prior.pt", 96) == 96
+    assert _training_crop(tmp_path / "elsewhere" / "model.pt", None) == 224
