@@ -8,7 +8,6 @@ type's contents (tested on the other half). Sized to finish in minutes on a 2-co
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,7 +126,6 @@ def run_demo(config: DemoConfig, out_dir: Path, resume: bool = False) -> dict[st
         "seconds": time.perf_counter() - started,
     }
     write_report(summary, table, out_dir, "demo")
-    (out_dir / "demo.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     summary["table"] = table + f"\n\nplots, tables and priors in {out_dir}/ ({summary['seconds']:.0f} s)"
     return summary
 
