@@ -191,6 +191,12 @@ dataset_option = click.option(
 root_option = click.option(
     "--root", type=click.Path(), default=None, help="The database folder as published."
 )
+test_crop_option = click.option(
+    "--crop",
+    type=click.IntRange(32),
+    default=None,
+    help="Test crop [the crop the prior was trained with, else 224].",
+)
 
 
 @click.group()
@@ -284,12 +290,7 @@ def finetune(
 @dataset_option
 @root_option
 @click.option("--checkpoint", type=click.Path(), default=None, help="Model file [newest prior in outputs/].")
-@click.option(
-    "--crop",
-    type=click.IntRange(32),
-    default=None,
-    help="Test crop [the crop the prior was trained with, else 224].",
-)
+@test_crop_option
 @click.option(
     "--crops", type=click.Choice(["1", "5"]), default="1", show_default=True, help="Centre, or 5 crops."
 )
@@ -333,12 +334,7 @@ def _collect_images(inputs: tuple[str, ...]) -> list[Path]:
 @iqa.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--checkpoint", type=click.Path(), default=None, help="Model file [newest prior in outputs/].")
-@click.option(
-    "--crop",
-    type=click.IntRange(32),
-    default=None,
-    help="Test crop [the crop the prior was trained with, else 224].",
-)
+@test_crop_option
 @click.option("--crops", type=click.Choice(["1", "5"]), default="5", show_default=True)
 @click.option(
     "--csv", "csv_out", type=click.Path(dir_okay=False), default=None, help="Write path,score here."

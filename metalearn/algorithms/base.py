@@ -60,6 +60,15 @@ def preserved_buffers(model: nn.Module) -> Iterator[None]:
                 buf.copy_(saved[name])
 
 
+INNER_OPTIMIZERS = ("sgd", "adam")
+
+
+def check_optimizer_name(name: str) -> None:
+    """Reject an inner-optimizer name early, when an algorithm is built, rather than at its first task."""
+    if name not in INNER_OPTIMIZERS:
+        raise ValueError(f"unknown inner optimizer {name!r}: choose 'sgd' or 'adam'")
+
+
 def make_optimizer(
     name: str,
     params: Iterable[nn.Parameter],
@@ -68,11 +77,10 @@ def make_optimizer(
     **kw: float,
 ) -> torch.optim.Optimizer:
     """An inner-loop optimizer by name: `sgd` or `adam`."""
+    check_optimizer_name(name)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, **kw)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=betas, **kw)
-    raise ValueError(f"unknown inner optimizer {name!r}: choose 'sgd' or 'adam'")
+    return torch.optim.Adam(params, lr=lr, betas=betas, **kw)
 
 
 def train_steps(

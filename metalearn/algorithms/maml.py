@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import higher
-import torch
-from torch import Tensor, nn
+from torch import nn
 
 from metalearn.algorithms.base import (
     LossFn,
     MetaAlgorithm,
     MetaResult,
+    check_optimizer_name,
     first_order_adapt,
+    loss_gradients,
     make_optimizer,
     model_device,
     named_trainable,
@@ -38,7 +39,7 @@ class MAML(MetaAlgorithm):
     ) -> None:
         if inner_steps < 1:
             raise ValueError(f"MAML needs inner_steps >= 1, got {inner_steps}")
-        make_optimizer(inner_optimizer, [nn.Parameter(torch.zeros(1))], inner_lr)  # validates the name
+        check_optimizer_name(inner_optimizer)
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
         self.first_order = first_order
@@ -63,18 +64,14 @@ class MAML(MetaAlgorithm):
                 diffopt.step(loss_fn(fmodel(inputs), targets))
             inputs, targets = next(task.query_batches(device))
             query_loss = loss_fn(fmodel(inputs), targets)
-            wrt = list(fmodel.parameters()) if self.first_order else [p for _, p in params]
-            grads = torch.autograd.grad(query_loss, wrt, allow_unused=True)
+            if self.first_order:  # gradient at the adapted (fast) weights, matched to names by position
+                fast = dict(zip((n for n, _ in model.named_parameters()), fmodel.parameters()))
+                wrt = [fast[n] for n, _ in params]
+            else:  # gradient through the inner loop, w.r.t. the initial weights
+                wrt = [p for _, p in params]
+            grads = loss_gradients(query_loss, wrt)
             buffers = {name: b.detach().clone() for name, b in fmodel.named_buffers()}
-        gradient: dict[str, Tensor] = {}
-        fast_names = [n for n, _ in model.named_parameters()]
-        trainable = {n for n, _ in params}
-        if self.first_order:  # fmodel.parameters() follows model.named_parameters() order
-            pairs = [(n, g) for n, g in zip(fast_names, grads) if n in trainable]
-        else:
-            pairs = list(zip([n for n, _ in params], grads))
-        for (name, grad), (_, p) in zip(pairs, params):
-            gradient[name] = grad.detach() if grad is not None else torch.zeros_like(p)
+        gradient = {name: g for (name, _), g in zip(params, grads)}
         return MetaResult(gradient=gradient, loss=query_loss.item(), buffers=buffers)
 
     def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:

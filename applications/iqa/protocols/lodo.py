@@ -60,8 +60,6 @@ def run_lodo(
         train = [r for r in records if r.distortion not in fold]
         model, rows = train_prior(config.prior, train, out / f"fold-{tag}", resume=resume, store=store)
         curves[tag] = [(int(r["iteration"]), r["loss"]) for r in rows]
-        device = torch.device("cpu")
-        model = model.to(device)
         for kind in fold:
             test = groups[kind]
             tuned = model
