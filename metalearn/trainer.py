@@ -32,6 +32,10 @@ CONFIG_FILE = "config.json"
 class TrainerConfig:
     """Outer-loop settings. `lr_decay` multiplies the outer learning rate every `lr_decay_every` iterations.
 
+    `outer_optimizer` is `"adam"` (default) or `"sgd"` (plain gradient descent, no momentum: the outer
+    step theta <- theta - outer_lr * mean meta-gradient as MetaIQA's Eq. (8) writes it). With
+    `decay_inner_lr`, the algorithm's `inner_lr` follows the same schedule as the outer rate.
+
     `bn_stats` says what happens to BatchNorm running statistics, which no meta-gradient carries:
     `"average"` (default) sets the meta-model's buffers to the mean of the adapted copies' buffers over the
     meta-batch, so evaluation-mode statistics follow the data the model trains on; `"keep"` leaves the
@@ -40,9 +44,11 @@ class TrainerConfig:
 
     tasks_per_batch: int = 5
     outer_lr: float = 1e-3
+    outer_optimizer: Literal["adam", "sgd"] = "adam"
     weight_decay: float = 0.0
     lr_decay: float = 1.0
     lr_decay_every: int = 0
+    decay_inner_lr: bool = False
     grad_clip: float | None = None
     bn_stats: Literal["average", "keep"] = "average"
     seed: int = 0
@@ -53,6 +59,8 @@ class TrainerConfig:
     def validate(self) -> None:
         if self.tasks_per_batch < 1:
             raise ValueError(f"tasks_per_batch must be at least 1, got {self.tasks_per_batch}")
+        if self.outer_optimizer not in ("adam", "sgd"):
+            raise ValueError(f"outer_optimizer must be 'adam' or 'sgd', got {self.outer_optimizer!r}")
         if self.bn_stats not in ("average", "keep"):
             raise ValueError(f"bn_stats must be 'average' or 'keep', got {self.bn_stats!r}")
         if self.lr_decay_every < 0 or self.checkpoint_every < 0:
@@ -102,6 +110,7 @@ class MetaTrainer:
         self.sampler = sampler
         self.loss_fn = loss_fn
         self.generator = torch.Generator().manual_seed(self.config.seed)
+        self._base_inner_lr: float | None = getattr(self.algorithm, "inner_lr", None)
         self.iteration = 0
         self.rank, self.world = rank_and_world()
         broadcast_module(self.model)
@@ -124,7 +133,9 @@ class MetaTrainer:
     def _build_optimizer(self) -> None:
         params = list(self._meta_parameters().values())
         spec = self._outer_spec
-        if spec is None:
+        if spec is None and self.config.outer_optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(params, lr=self.config.outer_lr, weight_decay=self.config.weight_decay)
+        elif spec is None:
             self.optimizer = torch.optim.Adam(
                 params, lr=self.config.outer_lr, weight_decay=self.config.weight_decay
             )
@@ -178,6 +189,7 @@ class MetaTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         if self.scheduler is not None:
             self.scheduler.step()
+            self._sync_inner_lr()
         if self.config.bn_stats == "average":
             with torch.no_grad():
                 for name in buffer_names:
@@ -191,6 +203,13 @@ class MetaTrainer:
             "tasks_per_s": count / elapsed,
             "seconds": elapsed,
         }
+
+    def _sync_inner_lr(self) -> None:
+        """With `decay_inner_lr`, scale the algorithm's inner rate by the outer schedule's current factor."""
+        if not self.config.decay_inner_lr or self._base_inner_lr is None or self.scheduler is None:
+            return
+        group = self.scheduler.optimizer.param_groups[0]
+        self.algorithm.inner_lr = self._base_inner_lr * group["lr"] / group["initial_lr"]  # type: ignore[attr-defined]
 
     # -- the loop ----------------------------------------------------------------------------------
     def fit(
@@ -272,6 +291,7 @@ class MetaTrainer:
             self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
         self.iteration = int(state["iteration"])
+        self._sync_inner_lr()
 
     def save_checkpoint(self, directory: str | Path) -> Path:
         """Write `checkpoint.pt` (full training state), `model.pt` (weights only) and `config.json`."""

@@ -1,6 +1,9 @@
-"""The MetaIQA regression network: ResNet18 features followed by a small fully connected head.
+"""The MetaIQA regression network: convolutional features, global average pooling, a fully connected head.
 
-Two heads are offered. ``"paper"`` follows the paper (conv layers, global average pooling, FC, FC->1).
+Two backbones are offered. ``"resnet18"`` is the paper's (the convolutional layers of ResNet18, ImageNet
+weights available) and the default for the real databases. ``"small"`` is a compact CNN (about 0.3 M
+parameters) that learns image quality from scratch in CPU minutes; the demo, the tests and the CPU
+benchmarks use it. Two heads are offered. ``"paper"`` follows the paper (conv layers, global average pooling, FC, FC->1).
 ``"authors"`` reproduces the authors' public code (a 1000->1024->512->1 MLP with BatchNorm, PReLU,
 dropout and a sigmoid applied to ResNet18's ImageNet logits), kept as an explicit option for comparison.
 Checkpoints are plain tensors plus a JSON config, loadable with ``torch.load(weights_only=True)``.
@@ -23,6 +26,7 @@ from torchvision import transforms
 from torchvision.models import ResNet18_Weights, resnet18
 
 __all__ = [
+    "BACKBONES",
     "HEADS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -39,6 +43,7 @@ __all__ = [
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 HEADS: tuple[str, ...] = ("paper", "authors")
+BACKBONES: tuple[str, ...] = ("resnet18", "small")
 CHECKPOINT_FORMAT = "metalearn_iqa.IQANet/1"
 _RESNET18_FEATURES = 512
 _IMAGENET_CLASSES = 1000
@@ -53,15 +58,32 @@ class ModelConfig:
     """Architecture and initialisation of an `IQANet`.
 
     ``pretrained`` is ``"none"`` (random init), ``"imagenet"`` (torchvision IMAGENET1K_V1, from the hub
-    cache or downloaded) or a filesystem path to a torchvision resnet18 state_dict.
+    cache or downloaded) or a filesystem path to a torchvision resnet18 state_dict; the ``"small"``
+    backbone has no published weights and always starts from random init. ``width`` scales the small
+    backbone's channels (base 32: stages of 32, 64, 96, 128 channels).
     """
 
+    backbone: str = "resnet18"
     head: str = "paper"
     hidden: int = 512
     dropout: float = 0.5
     pretrained: str = "none"
+    width: int = 32
+    norm: str = "batch"
 
     def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ValueError(f"unknown norm {self.norm!r}; expected one of {NORMS}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; expected one of {BACKBONES}")
+        if self.backbone == "small" and self.head != "paper":
+            raise ValueError(
+                "the small backbone takes the paper head only (the authors' head reads ImageNet logits)"
+            )
+        if self.backbone == "small" and self.pretrained != "none":
+            raise ValueError("the small backbone has no pretrained weights: use pretrained='none'")
+        if self.width < 4:
+            raise ValueError(f"width must be >= 4, got {self.width}")
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}; expected one of {HEADS}")
         if self.hidden < 1:
@@ -83,9 +105,9 @@ class ModelConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def _paper_head(hidden: int) -> nn.Sequential:
-    """Paper head on pooled 512-d features: FC -> ReLU -> FC(1)."""
-    return nn.Sequential(nn.Linear(_RESNET18_FEATURES, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1))
+def _paper_head(hidden: int, features: int = _RESNET18_FEATURES) -> nn.Sequential:
+    """Paper head on pooled features (512-d for ResNet18): FC -> ReLU -> FC(1)."""
+    return nn.Sequential(nn.Linear(features, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1))
 
 
 def _authors_head(dropout: float) -> nn.Sequential:
@@ -104,21 +126,63 @@ def _authors_head(dropout: float) -> nn.Sequential:
     )
 
 
+NORMS: tuple[str, ...] = ("batch", "group", "none")
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(max(1, channels // 16), channels)
+    return nn.Identity()
+
+
+def _conv_block(c_in: int, c_out: int, stride: int, norm: str) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=norm == "none"), _norm(norm, c_out), nn.ReLU(inplace=True)]
+
+
+class SmallBackbone(nn.Sequential):
+    """A compact CNN: four stages of two 3x3 convolutions (the first with stride 2), BatchNorm, ReLU, then
+    global average pooling to a ``4 * width``-d feature. Any input size of at least 16 pixels works."""
+
+    def __init__(self, width: int = 32, norm: str = "batch") -> None:
+        channels = [width, 2 * width, 3 * width, 4 * width]
+        layers: list[nn.Module] = []
+        c_in = 3
+        for c_out in channels:
+            layers += _conv_block(c_in, c_out, 2, norm) + _conv_block(c_out, c_out, 1, norm)
+            c_in = c_out
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        super().__init__(*layers)
+        self.features = c_in
+
+
 class IQANet(nn.Module):
-    """ResNet18 ``backbone`` + regression ``head``; ``forward`` maps (B, 3, H, W) images to (B,) scores."""
+    """Convolutional ``backbone`` + regression ``head``; ``forward`` maps (B, 3, H, W) images to (B,) scores.
+
+    The head always runs in float32, also under bf16 autocast: the scores are a regression target whose
+    small differences (the ranking) bf16's 8-bit mantissa would blur.
+    """
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__()
         self.config = config or ModelConfig()
-        self.backbone = resnet18(weights=None)
-        if self.config.head == "paper":
-            self.backbone.fc = nn.Identity()  # conv layers + global average pooling -> 512-d
-            self.head = _paper_head(self.config.hidden)
+        self.backbone: nn.Module
+        if self.config.backbone == "small":
+            self.backbone = SmallBackbone(self.config.width, self.config.norm)
+            self.head = _paper_head(self.config.hidden, self.backbone.features)
         else:
-            self.head = _authors_head(self.config.dropout)  # keeps ResNet18's fc (ImageNet logits)
+            self.backbone = resnet18(weights=None)
+            if self.config.head == "paper":
+                self.backbone.fc = nn.Identity()  # conv layers + global average pooling -> 512-d
+                self.head = _paper_head(self.config.hidden)
+            else:
+                self.head = _authors_head(self.config.dropout)  # keeps ResNet18's fc (ImageNet logits)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.backbone(x)).squeeze(-1)
+        features = self.backbone(x)
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            return self.head(features.float()).squeeze(-1)
 
 
 def normalize_transform() -> transforms.Normalize:

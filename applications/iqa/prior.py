@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,13 +12,16 @@ from pathlib import Path
 import torch
 
 from metalearn import MetaTrainer, TrainerConfig, mse_loss
-from metalearn.algorithms import MAML, MetaAlgorithm, MetaIQA, Pretrain, Reptile
+from metalearn.algorithms import MAML, MetaAlgorithm, MetaIQA, Plain, Pretrain, Reptile
+from metalearn.sampler import TaskSampler
 from metalearn_iqa.data.records import IQARecord
 from metalearn_iqa.images import ImageStore
 from metalearn_iqa.model import IQANet, ModelConfig, build_model, load_model, save_model
-from metalearn_iqa.tasks import DistortionTaskSampler, TaskConfig
+from metalearn_iqa.tasks import DistortionTaskSampler, PooledBatchSampler, TaskConfig
 
-ALGORITHMS = ("metaiqa", "maml", "fomaml", "reptile", "baseline")
+ALGORITHMS = ("metaiqa", "maml", "fomaml", "reptile", "baseline", "pooled-baseline")
+"""`baseline` is the fair ablation (plain training, one optimizer step per batch); `pooled-baseline` is one
+Adam step per meta-batch on the pooled images of its tasks (fewer, larger steps at the same passes)."""
 PRIOR_FILE = "prior.pt"
 SUMMARY_FILE = "prior.json"
 
@@ -26,20 +30,31 @@ SUMMARY_FILE = "prior.json"
 class PriorConfig:
     """Everything that defines a prior run (stored as JSON beside it).
 
-    Defaults follow the MetaIQA paper where it gives numbers (T = 5 tasks, k = 6 Adam steps with betas
-    0.9/0.99, learning rates x0.8 every 5 epochs, 224 crops); `iterations` counts outer steps. `baseline` is
-    the paper's ablation: plain Adam on the same tasks' images pooled, with the same images per iteration.
+    From the paper (MetaIQA, Sections 3 and 4.2): T = 5 tasks per meta-batch (`tasks_per_batch`); k = 6
+    inner Adam steps on the support set, then k on the query set (`inner_steps`); Adam betas (0.9, 0.99);
+    learning rates x0.8 (`lr_decay`) every 5 epochs (`lr_decay_epochs`), the inner rate too; 100 epochs;
+    weight decay; random 224 x 224 crops (`task.crop`); the outer step of Eq. (8), plain gradient descent on
+    the averaged task signal (`outer_optimizer="sgd"`).
+
+    Ours, where the paper gives no number or we deviate: `outer_optimizer="adam"` by default (plain SGD on
+    first-order signals needs a per-model rate; Adam is robust across backbones), `inner_lr` and `outer_lr`
+    1e-4 (the authors' code's Adam rate), `weight_decay` 1e-4, horizontal flips, and the epoch: one epoch
+    is as many forward/backward passes of `task.batch_size` crops as the training images fill, whatever
+    the algorithm, so that every algorithm at the same `epochs` spends the same passes. `iterations`, when
+    set, overrides `epochs` with a number of outer steps.
     """
 
     algorithm: str = "metaiqa"
-    iterations: int = 500
+    epochs: float = 100.0
+    iterations: int = 0
     tasks_per_batch: int = 5
     inner_steps: int = 6
     inner_lr: float = 1e-4
     outer_lr: float = 1e-4
+    outer_optimizer: str = "adam"
     weight_decay: float = 1e-4
     lr_decay: float = 0.8
-    lr_decay_every: int = 100
+    lr_decay_epochs: float = 5.0
     signal: str = "query_gradient"
     seed: int = 0
     device: str = "auto"
@@ -50,8 +65,12 @@ class PriorConfig:
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {self.algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be at least 1, got {self.iterations}")
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be at least 1 (or 0: from epochs), got {self.iterations}")
+        if self.epochs <= 0 and not self.iterations:
+            raise ValueError(f"epochs must be positive, got {self.epochs}")
+        if self.outer_optimizer not in ("adam", "sgd"):
+            raise ValueError(f"outer_optimizer must be 'adam' or 'sgd', got {self.outer_optimizer!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -64,18 +83,56 @@ class PriorConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(task=task, model=model, **{k: v for k, v in data.items() if k in known})
 
+    # -- compute accounting ---------------------------------------------------------------------------
+    @property
+    def is_plain(self) -> bool:
+        return self.algorithm == "baseline"
+
+    @property
+    def tasks_per_iteration(self) -> int:
+        return 1 if self.is_plain else self.tasks_per_batch
+
+    def passes_per_iteration(self) -> int:
+        """Forward+backward passes of one `task.batch_size` batch that one outer iteration spends."""
+        k, t = self.inner_steps, self.tasks_per_batch
+        if self.is_plain:
+            return 1
+        if self.algorithm in ("metaiqa", "pooled-baseline"):
+            return 2 * k * t  # k support + k query batches per task
+        if self.algorithm in ("maml", "fomaml"):
+            return (k + 1) * t  # k support steps + 1 query batch per task
+        return 2 * k * t  # reptile: k steps on the support batches, then k on the query batches
+
+    def passes_per_epoch(self, n_images: int) -> int:
+        return max(1, math.ceil(n_images / self.task.batch_size))
+
+    def total_iterations(self, n_images: int) -> int:
+        """Outer iterations: `iterations` if set, else `epochs` worth of passes over `n_images`."""
+        if self.iterations:
+            return self.iterations
+        return max(1, round(self.epochs * self.passes_per_epoch(n_images) / self.passes_per_iteration()))
+
+    def decay_every(self, n_images: int) -> int:
+        """Outer iterations between two learning-rate decays (`lr_decay_epochs` epochs)."""
+        passes = self.lr_decay_epochs * self.passes_per_epoch(n_images)
+        return max(1, round(passes / self.passes_per_iteration()))
+
+    def passes(self, n_images: int) -> int:
+        """Forward+backward passes the whole run spends."""
+        return self.total_iterations(n_images) * self.passes_per_iteration()
+
 
 def build_algorithm(config: PriorConfig) -> MetaAlgorithm:
     """The core algorithm for `config.algorithm`, with the IQA inner-loop settings."""
-    name, lr, k = config.algorithm, config.inner_lr, config.inner_steps
+    name, lr, k, betas = config.algorithm, config.inner_lr, config.inner_steps, (0.9, 0.99)
     if name == "metaiqa":
-        return MetaIQA(inner_lr=lr, inner_steps=k, signal=config.signal)  # type: ignore[arg-type]
-    if name == "maml":
-        return MAML(inner_lr=lr, inner_steps=k, inner_optimizer="adam", betas=(0.9, 0.99))
-    if name == "fomaml":
-        return MAML(inner_lr=lr, inner_steps=k, first_order=True, inner_optimizer="adam", betas=(0.9, 0.99))
+        return MetaIQA(inner_lr=lr, inner_steps=k, betas=betas, signal=config.signal)  # type: ignore[arg-type]
+    if name in ("maml", "fomaml"):
+        return MAML(inner_lr=lr, inner_steps=k, first_order=name == "fomaml", inner_optimizer="adam", betas=betas)
     if name == "reptile":
-        return Reptile(inner_lr=lr, inner_steps=k, inner_optimizer="adam")
+        return Reptile(inner_lr=lr, inner_steps=2 * k, inner_optimizer="adam")
+    if name == "baseline":
+        return Plain(adapt_lr=lr, adapt_steps=k, adapt_optimizer="adam")
     return Pretrain(adapt_lr=lr, adapt_steps=k, adapt_optimizer="adam")
 
 
@@ -89,13 +146,19 @@ def make_trainer(
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)  # network initialisation
-    sampler = DistortionTaskSampler(records, config.task, store)
+    sampler: TaskSampler
+    if config.is_plain:
+        sampler = PooledBatchSampler(records, config.task, store)
+    else:
+        sampler = DistortionTaskSampler(records, config.task, store)
     trainer_config = TrainerConfig(
-        tasks_per_batch=config.tasks_per_batch,
+        tasks_per_batch=config.tasks_per_iteration,
         outer_lr=config.outer_lr,
+        outer_optimizer=config.outer_optimizer,  # type: ignore[arg-type]
         weight_decay=config.weight_decay,
         lr_decay=config.lr_decay,
-        lr_decay_every=config.lr_decay_every,
+        lr_decay_every=config.decay_every(len(records)),
+        decay_inner_lr=True,
         seed=config.seed,
     )
     return MetaTrainer(
@@ -120,11 +183,19 @@ def train_prior(
     out = Path(out_dir)
     trainer = make_trainer(config, records, store)
     trainer.config.checkpoint_every = checkpoint_every
-    rows = trainer.fit(config.iterations, checkpoint_dir=out / "checkpoint", resume=resume)
+    iterations = config.total_iterations(len(records))
+    rows = trainer.fit(iterations, checkpoint_dir=out / "checkpoint", resume=resume)
     model = trainer.model
     assert isinstance(model, IQANet)
     save_model(model.cpu(), config.model, out / PRIOR_FILE)
-    (out / SUMMARY_FILE).write_text(json.dumps({"config": config.to_dict()}, indent=2, default=str) + "\n")
+    summary = {
+        "config": config.to_dict(),
+        "init": config.model.pretrained if config.model.pretrained != "none" else "scratch",
+        "training_images": len(records),
+        "iterations": iterations,
+        "passes": iterations * config.passes_per_iteration(),
+    }
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return model, rows
 
 

@@ -163,3 +163,30 @@ def training_batches(
 
 def scores_tensor(records: Sequence[IQARecord]) -> Tensor:
     return torch.tensor([r.score for r in records], dtype=torch.float32)
+
+
+class PooledBatchSampler:
+    """A `TaskSampler` for plain training: each "task" is one random-crop batch of the pooled images.
+
+    With the `plain` algorithm and one task per meta-batch, the trainer takes one optimizer step per batch,
+    so plain training runs through the same loop, logs and checkpoints as the meta-learners.
+    """
+
+    def __init__(
+        self, records: Sequence[IQARecord], config: TaskConfig, store: ImageStore | None = None
+    ) -> None:
+        if not records:
+            raise DatasetError("no records: cannot build training batches")
+        self.records = list(records)
+        self.config = config
+        self.store = store or ImageStore()
+
+    def sample(self, n: int, generator: torch.Generator) -> list[Task]:
+        if n < 1:
+            raise ValueError(f"cannot sample {n} tasks: n must be at least 1")
+        tasks = []
+        for _ in range(n):
+            cfg = self.config
+            batch = CropBatches(self.records, self.store, cfg.crop, cfg.batch_size, 1, _seed(generator))
+            tasks.append(Task(support=batch, query=batch, name="pooled"))
+        return tasks

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from metalearn.algorithms.base import LossFn, MetaAlgorithm, MetaResult
 from metalearn.algorithms.maml import FOMAML, MAML
 from metalearn.algorithms.metaiqa import BilevelAdam, MetaIQA
-from metalearn.algorithms.pretrain import Pretrain
+from metalearn.algorithms.pretrain import Plain, Pretrain
 from metalearn.algorithms.reptile import Reptile
 
 
@@ -30,6 +30,7 @@ ALGORITHMS: dict[str, Callable[..., MetaAlgorithm]] = {
     "fomaml": FOMAML,
     "reptile": Reptile,
     "baseline": Pretrain,
+    "plain": Plain,
     "l2l-maml": _l2l_maml,
     "l2l-metasgd": _l2l_metasgd,
 }
@@ -53,6 +54,7 @@ __all__ = [
     "MetaAlgorithm",
     "MetaIQA",
     "MetaResult",
+    "Plain",
     "Pretrain",
     "Reptile",
     "get_algorithm",

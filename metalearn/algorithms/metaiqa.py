@@ -71,6 +71,8 @@ class MetaIQA(MetaAlgorithm):
             if self._pending_state is not None:
                 self._optimizer.load_state_dict(self._pending_state)
                 self._pending_state = None
+        for group in self._optimizer.param_groups:  # a decayed inner_lr reaches a kept Adam state too
+            group["lr"] = self.inner_lr
         return self._optimizer
 
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:

@@ -7,6 +7,7 @@ from torch import nn
 from metalearn.algorithms.base import (
     LossFn,
     MetaAlgorithm,
+    check_optimizer_name,
     MetaResult,
     first_order_adapt,
     loss_gradients,
@@ -27,8 +28,10 @@ class Pretrain(MetaAlgorithm):
     """
 
     name = "baseline"
+    uses_query = True
 
     def __init__(self, adapt_lr: float = 0.01, adapt_steps: int = 10, adapt_optimizer: str = "sgd") -> None:
+        check_optimizer_name(adapt_optimizer)
         self.adapt_lr = adapt_lr
         self.adapt_steps = adapt_steps
         self.adapt_optimizer = adapt_optimizer
@@ -36,7 +39,7 @@ class Pretrain(MetaAlgorithm):
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
         device = model_device(model)
         params = named_trainable(model)
-        batches = concat_data(task.support, task.query)
+        batches = concat_data(task.support, task.query) if self.uses_query else concat_data(task.support)
         with preserved_buffers(model):
             total = 0.0
             grads = None
@@ -60,3 +63,15 @@ class Pretrain(MetaAlgorithm):
             "adapt_steps": self.adapt_steps,
             "adapt_optimizer": self.adapt_optimizer,
         }
+
+
+class Plain(Pretrain):
+    """Ordinary training: the gradient of the loss on the task's support batches only (the query is unused).
+
+    With one batch per task and one task per meta-batch, every outer step is one optimizer step on one
+    batch: plain mini-batch training inside the same trainer (logging, checkpoints, schedules) as the
+    meta-learners, so a comparison at equal forward/backward passes differs in the algorithm alone.
+    """
+
+    name = "plain"
+    uses_query = False

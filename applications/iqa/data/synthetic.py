@@ -54,22 +54,58 @@ from .distortions import DISTORTIONS, distort
 from .records import DatasetError, IQARecord
 
 DEFAULT_REFERENCES: tuple[str, ...] = (
-    "astronaut",
-    "chelsea",
-    "coffee",
-    "rocket",
-    "immunohistochemistry",
-    "motorcycle",
-    "astronaut:se",
-    "chelsea:nw",
-    "coffee:nw",
-    "coffee:se",
-    "motorcycle:nw",
-    "immunohistochemistry:se",
+    "astronaut@0,0",
+    "astronaut@0,256",
+    "astronaut@0,384",
+    "astronaut@128,256",
+    "astronaut@128,384",
+    "astronaut@256,128",
+    "astronaut@256,256",
+    "astronaut@384,128",
+    "chelsea@22,33",
+    "chelsea@22,289",
+    "chelsea@150,33",
+    "chelsea@150,289",
+    "coffee@8,44",
+    "coffee@8,172",
+    "coffee@136,44",
+    "coffee@136,172",
+    "coffee@136,300",
+    "coffee@136,428",
+    "coffee@264,300",
+    "coffee@264,428",
+    "rocket@149,0",
+    "rocket@277,0",
+    "rocket@277,256",
+    "rocket@277,512",
+    "immunohistochemistry@0,0",
+    "immunohistochemistry@0,256",
+    "immunohistochemistry@128,0",
+    "immunohistochemistry@128,256",
+    "immunohistochemistry@256,0",
+    "immunohistochemistry@256,256",
+    "immunohistochemistry@384,0",
+    "immunohistochemistry@384,256",
+    "motorcycle@58,50",
+    "motorcycle@58,306",
+    "motorcycle@58,562",
+    "motorcycle@186,178",
+    "motorcycle@186,434",
+    "motorcycle@314,50",
+    "motorcycle@314,306",
+    "motorcycle@314,562",
+    "grace_hopper@44,0",
+    "grace_hopper@44,256",
+    "grace_hopper@172,0",
+    "grace_hopper@172,256",
+    "grace_hopper@300,128",
+    "grace_hopper@300,384",
+    "grace_hopper@428,0",
+    "grace_hopper@428,256",
 )
 METRIC = "((haarpsi + ms_ssim) / 2) ** 3; ms_ssim: 4 scales, 7-tap Gaussian window (sigma 1.5)"
 SCORE_POWER = 3.0
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 _CACHE_FILES = {"images", "scores.csv", "manifest.json"}
 _MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363)
 
@@ -111,25 +147,49 @@ def default_root(config: SyntheticConfig | None = None) -> Path:
 # ------------------------------------------------------------------------------------------ references
 
 
-def reference_image(name: str, size: int) -> np.ndarray:
-    """The named scikit-image photo (`name` or `name:nw|ne|sw|se`) as a float32 size x size x 3 array."""
+def _photo(base: str) -> np.ndarray:
+    """A bundled colour photo by name: a `skimage.data` function, or matplotlib's `grace_hopper` sample."""
     from skimage import data
+
+    try:
+        if base == "motorcycle":
+            return np.asarray(data.stereo_motorcycle()[0])
+        if base == "grace_hopper":
+            from matplotlib import cbook
+            from PIL import Image
+
+            with Image.open(cbook.get_sample_data("grace_hopper.jpg")) as img:
+                return np.asarray(img.convert("RGB"))
+        return np.asarray(getattr(data, base)())
+    except Exception as exc:  # unknown name, or an image that would need a download
+        raise ValueError(f"reference {base!r}: not a bundled skimage.data image ({exc})") from None
+
+
+def reference_image(name: str, size: int) -> np.ndarray:
+    """The named photo as a float32 size x size x 3 array in [0, 1].
+
+    `name` is a photo (`_photo`), then optionally `:nw|ne|sw|se` (that quadrant's square, resized) or
+    `@y,x` (the size x size tile at row y, column x of the photo at its native scale, not resampled).
+    Without either, the centred square of side min(H, W), resized.
+    """
     from skimage.color import gray2rgb
     from skimage.transform import resize
 
-    base, _, quadrant = name.partition(":")
-    try:
-        if base == "motorcycle":
-            image = data.stereo_motorcycle()[0]
-        else:
-            image = getattr(data, base)()
-    except Exception as exc:  # unknown name, or an image that would need a download
-        raise ValueError(f"reference {name!r}: not a bundled skimage.data image ({exc})") from None
-    image = np.asarray(image)
+    base, at, offset = name.partition("@")
+    base, _, quadrant = base.partition(":")
+    image = _photo(base)
     if image.ndim == 2:
         image = gray2rgb(image)
     image = image[..., :3]
     h, w = image.shape[:2]
+    if at:
+        try:
+            y0, x0 = (int(v) for v in offset.split(","))
+        except ValueError:
+            raise ValueError(f"reference {name!r}: a tile is written name@row,column") from None
+        if not (0 <= y0 <= h - size and 0 <= x0 <= w - size):
+            raise ValueError(f"reference {name!r}: a {size}-pixel tile there leaves the {h}x{w} photo")
+        return (image[y0 : y0 + size, x0 : x0 + size] / 255.0).astype(np.float32)
     side = min(h, w)
     if quadrant:
         if quadrant not in ("nw", "ne", "sw", "se"):
