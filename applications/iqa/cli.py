@@ -5,13 +5,18 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from metalearn_iqa.data.records import DatasetError, IQARecord, write_table
 from metalearn_iqa.model import ModelConfig, WeightsError, save_model
+
+if TYPE_CHECKING:
+    from metalearn_iqa.inference import EvalConfig, FinetuneConfig
+    from metalearn_iqa.prior import PriorConfig
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -93,9 +98,10 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--pretrained/--no-pretrained",
-            default=False,
-            show_default=True,
-            help="Start the backbone from torchvision's ImageNet weights (cache or download).",
+            default=None,
+            help="Start the backbone from torchvision's ImageNet weights (torch hub cache, else download), as "
+            "the paper does [default], or from scratch (--no-pretrained: quick or offline runs, e.g. on the "
+            "synthetic database).",
         ),
         click.option(
             "--weights",
@@ -120,8 +126,20 @@ def prior_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--inner-steps", type=click.IntRange(1), default=6, show_default=True),
         click.option("--inner-lr", type=float, default=1e-4, show_default=True),
         click.option("--outer-lr", type=float, default=1e-4, show_default=True),
-        click.option("--crop", type=click.IntRange(32), default=224, show_default=True),
-        click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True),
+        click.option(
+            "--train-crop",
+            type=click.IntRange(32),
+            default=224,
+            show_default=True,
+            help="Random training crop.",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(1),
+            default=8,
+            show_default=True,
+            help="Images per batch (meta-training, and fine-tuning where there is any).",
+        ),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ..."),
     ]
@@ -130,10 +148,12 @@ def prior_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return model_options(func)
 
 
-def _model_config(head: str, pretrained: bool, weights: str | None) -> ModelConfig:
-    if weights and pretrained:
-        raise CLIError("use either --pretrained or --weights, not both")
-    return ModelConfig(head=head, pretrained=weights or ("imagenet" if pretrained else "none"))
+def _model_config(head: str, pretrained: bool | None, weights: str | None) -> ModelConfig:
+    """ImageNet weights unless --weights PATH or --no-pretrained says otherwise."""
+    if weights and pretrained is not None:
+        flag = "--pretrained" if pretrained else "--no-pretrained"
+        raise CLIError(f"use either {flag} or --weights, not both")
+    return ModelConfig(head=head, pretrained=weights or ("none" if pretrained is False else "imagenet"))
 
 
 def _prior_config(kw: dict[str, Any]):  # noqa: ANN202
@@ -149,26 +169,72 @@ def _prior_config(kw: dict[str, Any]):  # noqa: ANN202
         outer_lr=kw["outer_lr"],
         seed=kw["seed"],
         device=kw["device"],
-        task=TaskConfig(crop=kw["crop"], batch_size=kw["batch_size"], batches=kw["inner_steps"]),
+        task=TaskConfig(crop=kw["train_crop"], batch_size=kw["batch_size"], batches=kw["inner_steps"]),
         model=_model_config(kw["head"], kw["pretrained"], kw["weights"]),
     )
 
 
-def _eval_config(crop: int, crops: int):  # noqa: ANN202
+def view_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """How test images are scored (evaluate, predict, lodo, cross): whole by default, crops on request."""
+    options = [
+        click.option(
+            "--crop",
+            type=click.IntRange(32),
+            default=None,
+            help="Score N x N crops instead of the whole image [whole image].",
+        ),
+        click.option(
+            "--crops",
+            type=click.Choice(["1", "5"]),
+            default="1",
+            show_default=True,
+            help="With --crop: the centre crop, or the mean over the four corner and centre crops.",
+        ),
+        click.option(
+            "--max-side",
+            type=click.IntRange(0),
+            default=None,
+            help="First downscale (anti-aliased) images whose longest side exceeds N; 0: native size "
+            "[databases: their display size (koniq10k 512, cid2013 800, others native); predict: 1024].",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def finetune_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Fine-tuning inside the protocols (lodo, cross)."""
+    options = [
+        click.option(
+            "--finetune-epochs",
+            type=click.IntRange(0),
+            default=10,
+            show_default=True,
+            help="Epochs of Adam on the target's training part (lr x0.8 every 5 epochs); 0: no fine-tuning.",
+        ),
+        click.option("--finetune-lr", type=float, default=1e-4, show_default=True),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _eval_config(crop: int | None, crops: str, max_side: int | None, default_side: int | None) -> EvalConfig:
+    """The test view the options ask for; `--max-side` unset means `default_side`, 0 means native size."""
     from metalearn_iqa.inference import EvalConfig
 
-    return EvalConfig(crop=crop, crops=crops)
+    side = default_side if max_side is None else (max_side or None)
+    return EvalConfig(crop=crop, crops=int(crops), max_side=side)
 
 
-def _training_crop(checkpoint: Path, crop: int | None) -> int:
-    """The crop given, else the one the prior was trained with (from its `prior.json`), else 224."""
-    if crop is not None:
-        return crop
-    summary = (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "prior.json"
-    try:
-        return int(json.loads(summary.read_text())["config"]["task"]["crop"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 224
+def _finetune_config(epochs: int, lr: float, prior: PriorConfig) -> FinetuneConfig:
+    """Protocol fine-tuning with the prior run's training crop, batch size and seed."""
+    from metalearn_iqa.inference import FinetuneConfig
+
+    return FinetuneConfig(
+        epochs=epochs, lr=lr, crop=prior.task.crop, batch_size=prior.task.batch_size, seed=prior.seed
+    )
 
 
 def _resolve_checkpoint(checkpoint: str | None) -> Path:
@@ -190,12 +256,6 @@ dataset_option = click.option(
 )
 root_option = click.option(
     "--root", type=click.Path(), default=None, help="The database folder as published."
-)
-test_crop_option = click.option(
-    "--crop",
-    type=click.IntRange(32),
-    default=None,
-    help="Test crop [the crop the prior was trained with, else 224].",
 )
 
 
@@ -252,10 +312,18 @@ def train(
 @click.option("--checkpoint", type=click.Path(), required=True, help="A prior.pt (or its folder).")
 @dataset_option
 @root_option
-@click.option("--steps", type=click.IntRange(0), default=100, show_default=True)
+@click.option(
+    "--epochs",
+    type=click.IntRange(0),
+    default=10,
+    show_default=True,
+    help="Passes over the database's images (lr x0.8 every 5 epochs).",
+)
 @click.option("--lr", type=float, default=1e-4, show_default=True)
-@click.option("--crop", type=click.IntRange(32), default=224, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
+@click.option(
+    "--train-crop", type=click.IntRange(32), default=224, show_default=True, help="Random training crop."
+)
+@click.option("--batch-size", type=click.IntRange(2), default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--out", type=click.Path(dir_okay=False), required=True, help="Where to save the fine-tuned model."
@@ -265,54 +333,62 @@ def finetune(
     checkpoint: str,
     dataset: str,
     root: str | None,
-    steps: int,
+    epochs: int,
     lr: float,
-    crop: int,
+    train_crop: int,
     batch_size: int,
     seed: int,
     out: str,
 ) -> None:
-    """Fine-tune a prior with Adam on every image of a (training) database, as in the paper."""
+    """Fine-tune a prior with Adam for a number of epochs on every image of a (training) database."""
     from metalearn_iqa.inference import FinetuneConfig
     from metalearn_iqa.inference import finetune as run_finetune
     from metalearn_iqa.prior import load_prior
 
     prior = load_prior(checkpoint)
     records = _load(dataset, root)
-    tuned = run_finetune(
-        prior, records, FinetuneConfig(steps=steps, lr=lr, batch_size=batch_size, crop=crop, seed=seed)
-    )
+    config = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, crop=train_crop, seed=seed)
+    tuned = run_finetune(prior, records, config)
     save_model(tuned, prior.config, out)  # type: ignore[arg-type]
-    click.echo(f"fine-tuned model ({steps} steps on {len(records)} images) -> {out}")
+    click.echo(f"fine-tuned model ({epochs} epochs on {len(records)} images) -> {out}")
 
 
 @iqa.command()
 @dataset_option
 @root_option
 @click.option("--checkpoint", type=click.Path(), default=None, help="Model file [newest prior in outputs/].")
-@test_crop_option
-@click.option(
-    "--crops", type=click.Choice(["1", "5"]), default="1", show_default=True, help="Centre, or 5 crops."
-)
+@view_options
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None)
 @friendly_errors
 def evaluate(
-    dataset: str, root: str | None, checkpoint: str | None, crop: int | None, crops: str, json_out: str | None
+    dataset: str,
+    root: str | None,
+    checkpoint: str | None,
+    crop: int | None,
+    crops: str,
+    max_side: int | None,
+    json_out: str | None,
 ) -> None:
     """SROCC, PLCC (raw and 4-parameter logistic), KRCC and RMSE of a model on a database."""
-    from metalearn_iqa.inference import evaluate_records
+    from metalearn_iqa.inference import display_side, evaluate_records
+    from metalearn_iqa.metrics import LOGISTIC_MIN_ITEMS
     from metalearn_iqa.prior import load_prior
 
     path = _resolve_checkpoint(checkpoint)
+    config = _eval_config(crop, crops, max_side, display_side(dataset))
     model = load_prior(path)
     records = _load(dataset, root)
-    crop = _training_crop(path, crop)
-    metrics, _ = evaluate_records(model, records, _eval_config(crop, int(crops)), progress=True)
+    metrics, _ = evaluate_records(model, records, config, progress=True)
     for key, value in metrics.items():
-        click.echo(f"{key:14s} {value:.4f}" if isinstance(value, float) else f"{key:14s} {value}")
+        if value is None:
+            click.echo(f"{key:14s} n/a (fit skipped below {LOGISTIC_MIN_ITEMS} images)")
+        else:
+            click.echo(f"{key:14s} {value:.4f}" if isinstance(value, float) else f"{key:14s} {value}")
     if json_out:
         Path(json_out).write_text(
-            json.dumps({"checkpoint": str(path), "dataset": dataset, **metrics}, indent=2)
+            json.dumps(
+                {"checkpoint": str(path), "dataset": dataset, "view": asdict(config), **metrics}, indent=2
+            )
         )
 
 
@@ -334,8 +410,7 @@ def _collect_images(inputs: tuple[str, ...]) -> list[Path]:
 @iqa.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--checkpoint", type=click.Path(), default=None, help="Model file [newest prior in outputs/].")
-@test_crop_option
-@click.option("--crops", type=click.Choice(["1", "5"]), default="5", show_default=True)
+@view_options
 @click.option(
     "--csv", "csv_out", type=click.Path(dir_okay=False), default=None, help="Write path,score here."
 )
@@ -351,20 +426,21 @@ def predict(
     checkpoint: str | None,
     crop: int | None,
     crops: str,
+    max_side: int | None,
     csv_out: str | None,
     saliency: str | None,
 ) -> None:
     """Predict a quality score (higher = better, about 0..1) for each image or every image in a folder."""
     import csv
 
-    from metalearn_iqa.inference import predict_records
+    from metalearn_iqa.inference import PHOTO_SIDE, predict_records
     from metalearn_iqa.prior import load_prior
 
     path = _resolve_checkpoint(checkpoint)
+    config = _eval_config(crop, crops, max_side, PHOTO_SIDE)
     model = load_prior(path)
     images = _collect_images(inputs)
-    crop = _training_crop(path, crop)
-    scores = predict_records(model, [str(p) for p in images], _eval_config(crop, int(crops)))
+    scores = predict_records(model, [str(p) for p in images], config)
     for image, score in zip(images, scores):
         click.echo(f"{score:.4f}  {image}")
     if csv_out:
@@ -373,18 +449,21 @@ def predict(
             writer.writerow(["path", "score"])
             writer.writerows((str(p), f"{s:.6f}") for p, s in zip(images, scores))
     if saliency:
-        _write_saliency(model, images, Path(saliency), crop)
+        _write_saliency(model, images, Path(saliency), config)
 
 
-def _write_saliency(model: Any, images: list[Path], folder: Path, crop: int) -> None:
+def _write_saliency(model: Any, images: list[Path], folder: Path, config: EvalConfig) -> None:
+    """A gradient map per image over what is scored: the whole (downscaled) image, or its centre crop."""
     from PIL import Image
 
-    from metalearn_iqa.images import centre_crop, normalise, read_image
+    from metalearn_iqa.images import centre_crop, downscale, normalise, read_image
     from metalearn_iqa.saliency import gradient_map, save_gradient_map
 
     folder.mkdir(parents=True, exist_ok=True)
     for path in images:
-        view = centre_crop(read_image(path), crop)
+        view = downscale(read_image(path), config.max_side)
+        if config.crop is not None:
+            view = centre_crop(view, config.crop)
         grad = gradient_map(model, normalise(view[None])[0])
         shown = Image.fromarray(view.permute(1, 2, 0).numpy())
         out = save_gradient_map(shown, grad, folder / f"{path.stem}_gradient.png", title=path.name)
@@ -396,13 +475,8 @@ def _write_saliency(model: Any, images: list[Path], folder: Path, crop: int) -> 
 @root_option
 @click.option("--types", default=None, help="Comma-separated types to hold out one at a time [all].")
 @prior_options
-@click.option(
-    "--finetune-steps",
-    type=click.IntRange(0),
-    default=0,
-    show_default=True,
-    help="Adam steps on half of the held-out type's contents before testing on the other half.",
-)
+@finetune_options
+@view_options
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="[outputs/lodo-DATASET-ALGO]")
 @click.option("--resume", is_flag=True)
 @friendly_errors
@@ -410,13 +484,20 @@ def lodo(
     dataset: str,
     root: str | None,
     types: str | None,
-    finetune_steps: int,
+    finetune_epochs: int,
+    finetune_lr: float,
+    crop: int | None,
+    crops: str,
+    max_side: int | None,
     out: str | None,
     resume: bool,
     **kw: Any,
 ) -> None:
-    """Leave-one-distortion-out (Table 2): a prior per held-out type, SROCC on that type."""
-    from metalearn_iqa.inference import EvalConfig, FinetuneConfig
+    """Leave-one-distortion-out (Table 2): a prior per held-out type, tested zero-shot on all its images.
+
+    With --finetune-epochs > 0 (default) also fine-tuned on half of the type's contents, tested on the rest.
+    """
+    from metalearn_iqa.inference import display_side
     from metalearn_iqa.paths import default_output_dir
     from metalearn_iqa.protocols.lodo import LodoConfig, run_lodo
 
@@ -425,10 +506,8 @@ def lodo(
     config = LodoConfig(
         prior=prior,
         folds=[(t,) for t in held_out] if held_out else None,
-        finetune=FinetuneConfig(
-            steps=finetune_steps, lr=prior.inner_lr, crop=prior.task.crop, seed=prior.seed
-        ),
-        eval=EvalConfig(crop=prior.task.crop),
+        finetune=_finetune_config(finetune_epochs, finetune_lr, prior),
+        eval=_eval_config(crop, crops, max_side, display_side(dataset)),
     )
     out_dir = Path(out) if out else default_output_dir() / f"lodo-{dataset}-{prior.algorithm}"
     result = run_lodo(_load(dataset, root), config, out_dir, resume=resume)
@@ -438,7 +517,11 @@ def lodo(
 
 @iqa.command()
 @click.option(
-    "--prior", "prior_path", type=click.Path(), default=None, help="Use this prior instead of training one."
+    "--prior",
+    "prior_path",
+    type=click.Path(),
+    default=None,
+    help="Use this prior instead of training one (its algorithm and init come from the prior.json beside it).",
 )
 @click.option(
     "--prior-dataset", "prior_datasets", multiple=True, help="Databases to meta-train on [synthetic]."
@@ -446,10 +529,16 @@ def lodo(
 @click.option("--prior-root", "prior_roots", multiple=True, type=click.Path())
 @click.option("--target", required=True, help="Authentic database: koniq10k, livec, cid2013.")
 @click.option("--target-root", required=True, type=click.Path())
-@click.option("--repeats", type=click.IntRange(1), default=10, show_default=True)
-@click.option("--finetune-steps", type=click.IntRange(0), default=100, show_default=True)
-@click.option("--finetune-lr", type=float, default=1e-4, show_default=True)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1),
+    default=10,
+    show_default=True,
+    help="Seeded splits (cid2013: distinct 4-of-6 image-set choices, at most 15).",
+)
+@finetune_options
 @prior_options
+@view_options
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="[outputs/cross-TARGET-ALGO]")
 @click.option("--resume", is_flag=True)
 @friendly_errors
@@ -460,37 +549,42 @@ def cross(
     target: str,
     target_root: str,
     repeats: int,
-    finetune_steps: int,
+    finetune_epochs: int,
     finetune_lr: float,
+    crop: int | None,
+    crops: str,
+    max_side: int | None,
     out: str | None,
     resume: bool,
     **kw: Any,
 ) -> None:
     """Synthetic-to-authentic (Tables 3-4): prior, then fine-tune on 80% and test on 20%, over seeded splits."""
-    from metalearn_iqa.inference import EvalConfig, FinetuneConfig
+    from metalearn_iqa.inference import display_side
     from metalearn_iqa.paths import default_output_dir
     from metalearn_iqa.prior import load_prior, train_prior
-    from metalearn_iqa.protocols.cross import CrossConfig, run_cross
+    from metalearn_iqa.protocols.cross import CrossConfig, prior_provenance, run_cross
+    from metalearn_iqa.protocols.report import init_label
 
     config = _prior_config(kw)
-    out_dir = Path(out) if out else default_output_dir() / f"cross-{target}-{config.algorithm}"
+    cross_config = CrossConfig(
+        repeats=repeats,
+        seed=config.seed,
+        finetune=_finetune_config(finetune_epochs, finetune_lr, config),
+        eval=_eval_config(crop, crops, max_side, display_side(target)),
+    )
+    if prior_path:
+        provenance = prior_provenance(prior_path)
+    else:
+        provenance = {"algorithm": config.algorithm, "init": init_label(config.model.pretrained)}
+    name = f"cross-{target}-{provenance['algorithm']}"
+    out_dir = Path(out) if out else default_output_dir() / name
     target_records = _load(target, target_root)
     if prior_path:
         prior = load_prior(prior_path)
     else:
         records = _load_many(prior_datasets or ("synthetic",), prior_roots)
         prior, _ = train_prior(config, records, out_dir / "prior", resume=resume)
-    cross_config = CrossConfig(
-        repeats=repeats,
-        seed=config.seed,
-        finetune=FinetuneConfig(
-            steps=finetune_steps, lr=finetune_lr, crop=config.task.crop, seed=config.seed
-        ),
-        eval=EvalConfig(crop=config.task.crop),
-    )
-    result = run_cross(
-        prior, target_records, cross_config, out_dir, target, f"cross-{target}-{config.algorithm}"
-    )
+    result = run_cross(prior, target_records, cross_config, out_dir, target, name, provenance)
     click.echo(result["table"])
     click.echo(f"results -> {out_dir}")
 

@@ -1,4 +1,4 @@
-"""Image access for IQA: decoded images cached as uint8 tensors, random and fixed crops, ImageNet normalisation."""
+"""Image access for IQA: decoded images cached as uint8 tensors, downscaling, crops and flips, ImageNet normalisation."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
@@ -52,6 +53,21 @@ class ImageStore:
 def normalise(batch_uint8: Tensor) -> Tensor:
     """uint8 (B, 3, H, W) -> float, ImageNet-normalised."""
     return (batch_uint8.float() / 255.0 - _MEAN) / _STD
+
+
+def downscale(image: Tensor, max_side: int | None) -> Tensor:
+    """Shrink (anti-aliased, aspect ratio kept) so the longest side is at most `max_side`; None or small: as is."""
+    h, w = image.shape[-2:]
+    if max_side is None or max(h, w) <= max_side:
+        return image
+    scale = max_side / max(h, w)
+    size = [max(1, round(h * scale)), max(1, round(w * scale))]
+    return TF.resize(image, size, interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+
+
+def random_flip(image: Tensor, generator: torch.Generator) -> Tensor:
+    """The image mirrored left-right with probability 1/2 (quality does not depend on handedness)."""
+    return image.flip(-1) if bool(torch.rand((), generator=generator) < 0.5) else image
 
 
 def _fit(image: Tensor, size: int) -> Tensor:

@@ -2,6 +2,9 @@
 
 Correlations of a constant prediction (or constant target) are undefined; every function here returns
 0.0 in that case instead of NaN, so averages over tasks stay finite.
+
+The 4-parameter logistic fit needs enough points to mean anything (and scipy refuses fewer than 4): below
+`LOGISTIC_MIN_ITEMS` = 10 images it is skipped and `plcc_logistic` is None (JSON null, "n/a" in tables).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ ArrayLike = Sequence[float] | np.ndarray
 
 __all__ = [
     "evaluate_scores",
+    "LOGISTIC_MIN_ITEMS",
     "krcc",
     "logistic4",
     "plcc",
@@ -26,6 +30,7 @@ __all__ = [
 ]
 
 _MIN_ITEMS = 3
+LOGISTIC_MIN_ITEMS = 10
 
 
 def _validate(pred: ArrayLike, target: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -101,12 +106,15 @@ def _fit_logistic(p: np.ndarray, t: np.ndarray) -> np.ndarray | None:
     return params if np.all(np.isfinite(params)) else None
 
 
-def plcc_logistic_with_flag(pred: ArrayLike, target: ArrayLike) -> tuple[float, bool]:
+def plcc_logistic_with_flag(pred: ArrayLike, target: ArrayLike) -> tuple[float | None, bool]:
     """PLCC after the 4-parameter logistic mapping, plus whether the fit succeeded (else raw PLCC).
 
-    Negative when the fitted mapping is decreasing, so the sign agrees with SROCC.
+    None (and False) below `LOGISTIC_MIN_ITEMS` images: the fit is skipped. Negative when the fitted mapping
+    is decreasing, so the sign agrees with SROCC.
     """
     p, t = _validate(pred, target)
+    if p.size < LOGISTIC_MIN_ITEMS:
+        return None, False
     if _is_constant(p) or _is_constant(t):
         return 0.0, False
     params = _fit_logistic(p, t)
@@ -119,23 +127,26 @@ def plcc_logistic_with_flag(pred: ArrayLike, target: ArrayLike) -> tuple[float, 
     return direction * _safe(stats.pearsonr(mapped, t)[0]), True
 
 
-def plcc_logistic(pred: ArrayLike, target: ArrayLike) -> float:
-    """PLCC after the standard 4-parameter logistic fit; warns and falls back to raw PLCC if the fit fails."""
+def plcc_logistic(pred: ArrayLike, target: ArrayLike) -> float | None:
+    """PLCC after the 4-parameter logistic fit; None below 10 images; warns and gives raw PLCC if the fit fails."""
     value, ok = plcc_logistic_with_flag(pred, target)
     _warn_if_fit_failed(ok, value)
     return value
 
 
-def _warn_if_fit_failed(ok: bool, value: float) -> None:
-    """Warn that the logistic fit failed (only when a correlation was defined at all)."""
-    if not ok and value != 0.0:
+def _warn_if_fit_failed(ok: bool, value: float | None) -> None:
+    """Warn that the logistic fit failed (only when it was attempted and a correlation was defined at all)."""
+    if not ok and value is not None and value != 0.0:
         warnings.warn(
             "logistic fit failed; plcc_logistic falls back to raw PLCC", RuntimeWarning, stacklevel=3
         )
 
 
-def evaluate_scores(pred: ArrayLike, target: ArrayLike) -> dict[str, float]:
-    """All metrics at once (keys: srocc, plcc, plcc_logistic, krcc, rmse, n); warns if the logistic fit fails."""
+def evaluate_scores(pred: ArrayLike, target: ArrayLike) -> dict[str, float | None]:
+    """All metrics at once (keys: srocc, plcc, plcc_logistic, krcc, rmse, n); warns if the logistic fit fails.
+
+    `plcc_logistic` is None when there are fewer than `LOGISTIC_MIN_ITEMS` images (fit skipped).
+    """
     p, t = _validate(pred, target)
     fitted, ok = plcc_logistic_with_flag(p, t)
     _warn_if_fit_failed(ok, fitted)

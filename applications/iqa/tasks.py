@@ -12,15 +12,16 @@ from torch import Tensor
 from metalearn import Task
 from metalearn.task import Batch
 from metalearn_iqa.data.records import DatasetError, IQARecord
-from metalearn_iqa.images import ImageStore, normalise, random_crop
+from metalearn_iqa.images import ImageStore, normalise, random_crop, random_flip
 
 
 @dataclass(frozen=True)
 class TaskConfig:
     """How tasks are cut from a database.
 
-    Each support (query) set is `batches` batches of `batch_size` random `crop` x `crop` crops of images whose
-    reference is on that side of the split; `support_fraction` of a type's references go to the support side.
+    Each support (query) set is `batches` batches of `batch_size` random `crop` x `crop` crops (randomly
+    flipped) of images whose reference is on that side of the split; `support_fraction` of a type's
+    references go to the support side.
     """
 
     crop: int = 224
@@ -38,10 +39,13 @@ class TaskConfig:
 
 
 class CropBatches:
-    """A re-iterable of `n_batches` random-crop batches from `records`; each pass draws fresh crops.
+    """A re-iterable of batches of random crops (each mirrored left-right with probability 1/2) of `records`.
 
-    Batches are always `batch_size` images: without replacement when there are enough, with replacement
-    otherwise.
+    With `n_batches` set (meta-training tasks), a pass is `n_batches` batches of `batch_size` images: drawn
+    without replacement when there are enough, with replacement otherwise. With `n_batches=None`
+    (fine-tuning), a pass is one epoch: every record exactly once, in shuffled batches of `batch_size`; a
+    last batch of a single image joins the one before it (BatchNorm needs two). Each pass draws fresh
+    crops, flips and order.
 
     Its own generator (seeded once) makes the stream independent of who consumes it and when, so tasks stay
     identical across processes and across a resume.
@@ -53,7 +57,7 @@ class CropBatches:
         store: ImageStore,
         crop: int,
         batch_size: int,
-        n_batches: int,
+        n_batches: int | None,
         seed: int,
     ) -> None:
         if not records:
@@ -66,18 +70,46 @@ class CropBatches:
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
+        if self.n_batches is None:
+            n, size = len(self.records), self.batch_size
+            return -(-n // size) - int(n > size and n % size == 1)  # see `epoch_batches`
         return self.n_batches
 
     def __iter__(self) -> Iterator[Batch]:
-        for _ in range(self.n_batches):
-            n, g = len(self.records), self.generator
-            if n >= self.batch_size:
-                picks = torch.randperm(n, generator=g)[: self.batch_size].tolist()
-            else:  # fewer images than a batch: draw with replacement (BatchNorm needs more than one sample)
-                picks = torch.randint(n, (self.batch_size,), generator=g).tolist()
-            crops = [random_crop(self.store(self.records[i].path), self.crop, self.generator) for i in picks]
-            scores = torch.tensor([self.records[i].score for i in picks], dtype=torch.float32)
-            yield normalise(torch.stack(crops)), scores
+        picks = (
+            epoch_batches(len(self.records), self.batch_size, self.generator)
+            if self.n_batches is None
+            else (self._draw() for _ in range(self.n_batches))
+        )
+        for indices in picks:
+            yield self._batch(indices)
+
+    def _draw(self) -> list[int]:
+        """Indices of one randomly drawn batch."""
+        n, g = len(self.records), self.generator
+        if n >= self.batch_size:
+            return torch.randperm(n, generator=g)[: self.batch_size].tolist()
+        return torch.randint(n, (self.batch_size,), generator=g).tolist()  # BatchNorm needs a full batch
+
+    def _batch(self, indices: list[int]) -> Batch:
+        """Normalised random crops (randomly flipped) of the records at `indices`, and their scores."""
+        crops = [
+            random_flip(
+                random_crop(self.store(self.records[i].path), self.crop, self.generator), self.generator
+            )
+            for i in indices
+        ]
+        scores = torch.tensor([self.records[i].score for i in indices], dtype=torch.float32)
+        return normalise(torch.stack(crops)), scores
+
+
+def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    """A shuffled partition of range(n) into batches of `batch_size`; a lone leftover joins the last batch."""
+    order = torch.randperm(n, generator=generator).tolist()
+    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2].extend(batches.pop())
+    return batches
 
 
 def split_by_reference(
@@ -150,15 +182,10 @@ class DistortionTaskSampler:
 
 
 def training_batches(
-    records: Sequence[IQARecord],
-    store: ImageStore,
-    crop: int,
-    batch_size: int,
-    seed: int,
-    n_batches: int = 64,
+    records: Sequence[IQARecord], store: ImageStore, crop: int, batch_size: int, seed: int
 ) -> CropBatches:
-    """Random-crop batches over a whole training split (for fine-tuning); cycled as long as steps require."""
-    return CropBatches(records, store, crop, batch_size, n_batches, seed)
+    """Fine-tuning data: each pass is one epoch over the training split in shuffled random-crop batches."""
+    return CropBatches(records, store, crop, batch_size, None, seed)
 
 
 def scores_tensor(records: Sequence[IQARecord]) -> Tensor:

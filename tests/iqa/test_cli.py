@@ -18,12 +18,13 @@ from metalearn_iqa.cli import iqa
 from metalearn_iqa.model import ModelConfig, build_model, load_model, save_model
 from tests.conftest import KADID_LEVELS, KADID_REFS, KADID_TYPES
 from tests.iqa.fixtures import make_tid2013
+from tests.iqa.spies import SizeSpy
 
-FAST = ["--crop", "32"]
 TRAIN_FAST = [
-    "--iterations", "1", "--crop", "32", "--batch-size", "2", "--inner-steps", "1",
+    "--iterations", "1", "--train-crop", "32", "--batch-size", "2", "--inner-steps", "1",
     "--tasks-per-batch", "2", "--device", "cpu",
 ]  # fmt: skip
+SCRATCH = ["--no-pretrained"]  # fixtures train offline: no ImageNet weights
 
 
 @pytest.fixture(autouse=True)
@@ -134,13 +135,13 @@ def test_root_without_score_file(tmp_path: Path) -> None:
 
 def test_predict_on_a_missing_path(tmp_path: Path, random_model: Path) -> None:
     missing = tmp_path / "no-such-image.png"
-    result = run("iqa", "predict", str(missing), "--checkpoint", str(random_model), *FAST)
+    result = run("iqa", "predict", str(missing), "--checkpoint", str(random_model))
     assert_one_line_error(result, str(missing))
 
 
 def test_predict_without_any_prior(tmp_path: Path, image_folder: Path) -> None:
     (tmp_path / "outputs").mkdir()
-    result = run("iqa", "predict", str(image_folder), *FAST)
+    result = run("iqa", "predict", str(image_folder))
     line = assert_one_line_error(result, "no prior found", str(tmp_path / "outputs"))
     assert "metalearn iqa train" in line and "--checkpoint" in line
 
@@ -158,7 +159,7 @@ def test_evaluate_with_a_corrupt_checkpoint(tmp_path: Path, kadid_root: Path) ->
     bad = tmp_path / "prior.pt"
     bad.write_bytes(b"PK\x03\x04 this is not a checkpoint\n\n at all")
     result = run(
-        "iqa", "evaluate", "--dataset", "kadid10k", "--root", str(kadid_root), "--checkpoint", str(bad), *FAST
+        "iqa", "evaluate", "--dataset", "kadid10k", "--root", str(kadid_root), "--checkpoint", str(bad)
     )
     assert_one_line_error(result, str(bad))
 
@@ -166,7 +167,7 @@ def test_evaluate_with_a_corrupt_checkpoint(tmp_path: Path, kadid_root: Path) ->
 def test_train_with_a_bad_type_list(kadid_root: Path) -> None:
     result = run(
         "iqa", "train", "--dataset", "kadid10k", "--root", str(kadid_root), "--exclude-types", "1,x",
-        *TRAIN_FAST,
+        *TRAIN_FAST, *SCRATCH,
     )  # fmt: skip
     assert_one_line_error(result, "--exclude-types", "'1,x'")
 
@@ -181,7 +182,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory, kadid_root: Path) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("METALEARN_OUTPUT", str(outputs))
         torch.set_num_threads(1)
-        result = run("iqa", "train", "--dataset", "kadid10k", "--root", str(kadid_root), *TRAIN_FAST)
+        result = run(
+            "iqa", "train", "--dataset", "kadid10k", "--root", str(kadid_root), *TRAIN_FAST, *SCRATCH
+        )
     assert result.exit_code == 0, result.output
     prior = outputs / "prior-metaiqa" / "prior.pt"
     assert prior.is_file() and str(prior) in result.output
@@ -200,7 +203,17 @@ def test_predict_picks_the_newest_prior(
         os.utime(stale, (1_000_000, 1_000_000))
     monkeypatch.setenv("METALEARN_OUTPUT", str(trained))
     result = run(
-        "iqa", "predict", str(image_folder), "--csv", "out.csv", "--saliency", "maps", "--crops", "5", *FAST
+        "iqa",
+        "predict",
+        str(image_folder),
+        "--csv",
+        "out.csv",
+        "--saliency",
+        "maps",
+        "--crop",
+        "32",
+        "--crops",
+        "5",
     )
     assert result.exit_code == 0, result.output
     with open(tmp_path / "out.csv", newline="") as fh:
@@ -217,7 +230,7 @@ def test_predict_picks_the_newest_prior(
 
 def test_predict_matches_an_explicit_checkpoint(trained: Path, image_folder: Path) -> None:
     prior = trained / "prior-metaiqa" / "prior.pt"
-    result = run("iqa", "predict", str(image_folder / "a.png"), "--checkpoint", str(prior), *FAST)
+    result = run("iqa", "predict", str(image_folder / "a.png"), "--checkpoint", str(prior))
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].endswith("a.png")
@@ -228,7 +241,7 @@ def test_evaluate_writes_json(trained: Path, kadid_root: Path, tmp_path: Path) -
     prior = trained / "prior-metaiqa" / "prior.pt"
     result = run(
         "iqa", "evaluate", "--dataset", "kadid10k", "--root", str(kadid_root),
-        "--checkpoint", str(prior), "--json", "m.json", *FAST,
+        "--checkpoint", str(prior), "--json", "m.json",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "m.json").read_text())
@@ -244,7 +257,7 @@ def test_finetune_writes_a_loadable_model(trained: Path, kadid_root: Path, tmp_p
     prior = trained / "prior-metaiqa"
     result = run(
         "iqa", "finetune", "--checkpoint", str(prior), "--dataset", "kadid10k", "--root", str(kadid_root),
-        "--steps", "1", "--batch-size", "2", "--out", "ft.pt", *FAST,
+        "--epochs", "1", "--batch-size", "2", "--train-crop", "32", "--out", "ft.pt",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     tuned, config = load_model(tmp_path / "ft.pt")
@@ -254,11 +267,92 @@ def test_finetune_writes_a_loadable_model(trained: Path, kadid_root: Path, tmp_p
     assert any(not torch.equal(a[k], b[k]) for k in a), "fine-tuning changed no weight"
 
 
-def test_test_crop_defaults_to_the_priors_training_crop(tmp_path: Path) -> None:
-    from metalearn_iqa.cli import _training_crop
+# ------------------------------------------------------------------------------- what reaches the model
 
-    (tmp_path / "prior.json").write_text(json.dumps({"config": {"task": {"crop": 48}}}))
-    assert _training_crop(tmp_path / "prior.pt", None) == 48
-    assert _training_crop(tmp_path, None) == 48
-    assert _training_crop(tmp_path / "prior.pt", 96) == 96
-    assert _training_crop(tmp_path / "elsewhere" / "model.pt", None) == 224
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> SizeSpy:
+    """Every command that loads a model gets this spy instead."""
+    model = SizeSpy()
+    monkeypatch.setattr("metalearn_iqa.prior.load_prior", lambda path: model)
+    return model
+
+
+def test_evaluate_scores_whole_images_by_default(spy: SizeSpy, kadid_root: Path, tmp_path: Path) -> None:
+    args = ["iqa", "evaluate", "--dataset", "kadid10k", "--root", str(kadid_root), "--checkpoint", "m.pt"]
+    result = run(*args, "--json", "m.json")
+    assert result.exit_code == 0, result.output
+    assert spy.sizes() == {(8, 10)}  # the fixture's images, uncropped
+    assert json.loads((tmp_path / "m.json").read_text())["view"]["crop"] is None
+    spy.shapes.clear()
+    result = run(*args, "--crop", "32", "--crops", "5")
+    assert result.exit_code == 0, result.output
+    assert spy.sizes() == {(32, 32)} and sum(s[0] for s in spy.shapes) == 5 * 24
+
+
+def test_predict_scores_whole_images_by_default(spy: SizeSpy, image_folder: Path) -> None:
+    result = run("iqa", "predict", str(image_folder), "--checkpoint", "m.pt", "--saliency", "maps")
+    assert result.exit_code == 0, result.output
+    assert spy.sizes() == {(12, 9)}
+    assert sum(s[0] for s in spy.shapes) == 3 + 3  # three scored together, three gradient maps
+
+
+def test_predict_downscales_large_photos(spy: SizeSpy, tmp_path: Path) -> None:
+    Image.fromarray(np.full((40, 1100, 3), 128, dtype=np.uint8)).save(tmp_path / "wide.png")
+    assert run("iqa", "predict", "wide.png", "--checkpoint", "m.pt").exit_code == 0
+    assert run("iqa", "predict", "wide.png", "--checkpoint", "m.pt", "--max-side", "550").exit_code == 0
+    assert run("iqa", "predict", "wide.png", "--checkpoint", "m.pt", "--max-side", "0").exit_code == 0
+    assert [s[-2:] for s in spy.shapes] == [(37, 1024), (20, 550), (40, 1100)]
+
+
+def test_five_crops_without_a_crop_size(spy: SizeSpy, image_folder: Path) -> None:
+    result = run("iqa", "predict", str(image_folder), "--checkpoint", "m.pt", "--crops", "5")
+    assert_one_line_error(result, "--crop N")
+
+
+# ------------------------------------------------------------------------ initialisation and provenance
+
+
+@pytest.mark.parametrize("command", ["train", "lodo", "cross"])
+def test_imagenet_by_default_offline_is_a_one_line_error(
+    command: str, kadid_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    downloads: list[str] = []
+
+    def offline(url: str, *args: object, **kw: object) -> None:
+        downloads.append(url)
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    data = ["--dataset", "kadid10k", "--root", str(kadid_root)]
+    if command == "cross":
+        data = ["--prior-dataset", "kadid10k", "--prior-root", str(kadid_root), "--target", "kadid10k",
+                "--target-root", str(kadid_root)]  # fmt: skip
+    result = run("iqa", command, *data, *TRAIN_FAST)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert len(errors) == 1 and "Traceback" not in result.output
+    assert "--weights PATH" in errors[0] and "--no-pretrained" in errors[0]
+    assert all(line.startswith("Downloading: ") for line in lines if line not in errors)  # torch.hub's notice
+    assert len(downloads) == 1 and "resnet18" in downloads[0]  # ImageNet was the default
+
+
+def test_cross_reads_the_given_priors_algorithm_and_init(kadid_root: Path, tmp_path: Path) -> None:
+    from metalearn_iqa.prior import PriorConfig
+
+    folder = tmp_path / "my-prior"
+    save_model(build_model(), ModelConfig(), folder / "prior.pt")
+    summary = {"config": PriorConfig(algorithm="reptile", model=ModelConfig(pretrained="none")).to_dict()}
+    (folder / "prior.json").write_text(json.dumps(summary))
+    result = run(
+        "iqa", "cross", "--prior", str(folder), "--target", "kadid10k", "--target-root", str(kadid_root),
+        "--repeats", "1", "--finetune-epochs", "1", "--batch-size", "4", "--train-crop", "32", "--out", "out",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "cross-kadid10k-reptile.json").read_text())
+    assert report["algorithm"] == "reptile" and report["init"] == "scratch"
+    assert report["prior"] == str(folder)
+    assert report["config"]["finetune"]["epochs"] == 1 and report["config"]["eval"]["crop"] is None
+    assert "n/a" not in (tmp_path / "out" / "cross-kadid10k-reptile.md").read_text()

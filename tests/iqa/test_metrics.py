@@ -69,8 +69,8 @@ def test_decreasing_mapping_keeps_sign() -> None:
 
 
 def test_constant_prediction_gives_zero() -> None:
-    target = np.arange(5.0)
-    pred = np.full(5, 0.3)
+    target = np.arange(12.0)
+    pred = np.full(12, 0.3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no NaN / ConstantInputWarning leaks
         out = evaluate_scores(pred, target)
@@ -106,3 +106,33 @@ def test_failed_fit_falls_back_with_warning(monkeypatch: pytest.MonkeyPatch) -> 
 def test_invalid_inputs(fn, pred, target, match: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=match):
         fn(pred, target)
+
+
+@pytest.mark.parametrize("n", [3, 9])
+def test_logistic_fit_is_skipped_below_ten_images(n: int) -> None:
+    x = np.linspace(0, 1, n)
+    y = x**2 + 0.01 * np.sin(7 * x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # skipping is not a failed fit: no warning
+        out = evaluate_scores(x, y)
+        assert plcc_logistic(x, y) is None
+    assert out["plcc_logistic"] is None and out["n"] == n
+    assert out["srocc"] == pytest.approx(1.0) and out["plcc"] == pytest.approx(plcc(x, y))
+    assert plcc_logistic_with_flag(x, y) == (None, False)
+
+
+def test_logistic_fit_runs_from_ten_images() -> None:
+    x = np.linspace(-3, 3, 10)
+    y = 1.0 / (1.0 + np.exp(-2.5 * x))
+    value, ok = plcc_logistic_with_flag(x, y)
+    assert ok and value == pytest.approx(1.0, abs=1e-4)
+    assert evaluate_scores(x, y)["plcc_logistic"] == pytest.approx(value)
+
+
+def test_skipped_metric_reads_n_a_in_tables() -> None:
+    from metalearn_iqa.protocols.report import markdown_table, mean_std_if_all
+
+    assert mean_std_if_all([0.5, None]) == (None, None)
+    assert mean_std_if_all([0.5, 0.7]) == pytest.approx((0.6, np.std([0.5, 0.7], ddof=1)))
+    table = markdown_table(["a", "b"], [(None, 0.25)])
+    assert table.splitlines()[-1] == "| n/a | 0.2500 |"

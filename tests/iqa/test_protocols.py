@@ -62,16 +62,19 @@ def test_lodo_writes_reports_for_the_held_out_type(
     config = LodoConfig(prior=_prior(), folds=[(1,)], eval=EVAL)
     result = run_lodo(records, config, tmp_path)
     assert trained_on == [{9, 25}]  # the prior never sees the held-out type
-    assert set(result["per_type"]) == {"1"}
-    metrics = result["per_type"]["1"]
+    assert set(result["zero_shot"]["per_type"]) == {"1"}
+    metrics = result["zero_shot"]["per_type"]["1"]
     assert math.isfinite(metrics["srocc"]) and -1.0 <= metrics["srocc"] <= 1.0
-    assert metrics["n"] == KADID_REFS * len(KADID_LEVELS)  # no fine-tuning: all of the type's images
-    assert result["mean_srocc"] == pytest.approx(metrics["srocc"])
+    assert metrics["n"] == KADID_REFS * len(KADID_LEVELS)  # zero-shot: all of the type's images
+    assert result["zero_shot"]["mean_srocc"] == pytest.approx(metrics["srocc"])
+    assert result["finetuned"] is None  # zero fine-tuning epochs: only the paper's reading
     saved = json.loads((tmp_path / "lodo-metaiqa.json").read_text())
-    assert saved["per_type"]["1"]["srocc"] == pytest.approx(metrics["srocc"])
-    assert saved["protocol"] == "leave-one-distortion-out"
+    assert saved["zero_shot"]["per_type"]["1"]["srocc"] == pytest.approx(metrics["srocc"])
+    assert saved["protocol"] == "leave-one-distortion-out" and saved["init"] == "scratch"
+    assert saved["finetuned"] is None
     table = (tmp_path / "lodo-metaiqa.md").read_text()
     assert table.startswith("| held-out type") and "| 1 |" in table
+    assert "zero-shot SROCC" in table and "fine-tuned" not in table
     assert (tmp_path / "fold-01" / PRIOR_FILE).is_file()
 
 
@@ -95,17 +98,23 @@ def test_lodo_test_set_excludes_the_finetuning_contents(
     config = LodoConfig(
         prior=_prior(),
         folds=[(25,)],
-        finetune=FinetuneConfig(steps=1, batch_size=2, crop=CROP),
+        finetune=FinetuneConfig(epochs=1, batch_size=2, crop=CROP),
         eval=EVAL,
     )
     result = run_lodo(records, config, tmp_path)
-    assert len(adapted) == len(tested) == 1
+    assert len(adapted) == 1 and len(tested) == 2  # zero-shot on everything, then fine-tuned on the rest
+    everything, rest = tested
+    assert len(everything) == KADID_REFS * len(KADID_LEVELS)
     adapt_refs = {r.reference for r in adapted[0]}
-    test_refs = {r.reference for r in tested[0]}
+    test_refs = {r.reference for r in rest}
     assert adapt_refs and test_refs and not adapt_refs & test_refs
-    assert {r.distortion for r in adapted[0] + tested[0]} == {25}
-    assert len(adapted[0]) + len(tested[0]) == KADID_REFS * len(KADID_LEVELS)
-    assert result["per_type"]["25"]["n"] == len(tested[0])
+    assert {r.distortion for r in adapted[0] + everything} == {25}
+    assert len(adapted[0]) + len(rest) == len(everything)
+    assert result["zero_shot"]["per_type"]["25"]["n"] == len(everything)
+    finetuned = result["finetuned"]["per_type"]["25"]
+    assert finetuned["n"] == len(rest) and finetuned["finetune_images"] == len(adapted[0])
+    table = (tmp_path / "lodo-metaiqa.md").read_text()
+    assert "zero-shot SROCC" in table and "fine-tuned SROCC" in table and "1 epochs on 50%" in table
 
 
 def test_lodo_rejects_an_unknown_held_out_type(records: list[IQARecord], tmp_path: Path) -> None:
@@ -138,7 +147,26 @@ def test_split_target_by_image_set() -> None:
         combos.add(frozenset(train_sets))
         again, _ = split_target(target, config, repeat)
         assert again == train  # a repeat is reproducible
-    assert len(combos) > 1  # repeats draw different combinations
+    assert len(combos) == 10  # pairwise distinct
+
+
+def test_split_target_uses_every_image_set_combination_once() -> None:
+    target = _cid_like()
+    for seed in (0, 1):
+        config = CrossConfig(seed=seed)
+        combos = [frozenset(r.image_set for r in split_target(target, config, k)[0]) for k in range(15)]
+        assert len(set(combos)) == 15  # all C(6, 4) choices
+    orders = [[frozenset(r.image_set for r in split_target(target, CrossConfig(seed=s), k)[0]) for k in range(15)]
+              for s in (0, 1)]  # fmt: skip
+    assert orders[0] != orders[1]  # the seed picks the order
+    with pytest.raises(DatasetError, match="only 15 distinct"):
+        split_target(target, CrossConfig(), 15)
+
+
+def test_run_cross_rejects_more_repeats_than_distinct_splits(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="at most 15 repeats"):
+        run_cross(build_model(), _cid_like(), CrossConfig(repeats=16), tmp_path, "cid", "cross-cid")
+    assert not list(tmp_path.iterdir())
 
 
 def test_split_target_needs_more_sets_than_it_trains_on(tmp_path: Path) -> None:
@@ -178,8 +206,9 @@ def test_run_cross_reports_mean_and_std_over_repeats(records: list[IQARecord], t
     torch.manual_seed(0)
     prior = build_model(ModelConfig())
     before = {k: v.clone() for k, v in prior.state_dict().items()}
-    config = CrossConfig(repeats=2, finetune=FinetuneConfig(steps=1, batch_size=2, crop=CROP), eval=EVAL)
-    result = run_cross(prior, target, config, tmp_path, "auth", "cross-auth")
+    config = CrossConfig(repeats=2, finetune=FinetuneConfig(epochs=1, batch_size=2, crop=CROP), eval=EVAL)
+    provenance = {"algorithm": "metaiqa", "init": "imagenet"}
+    result = run_cross(prior, target, config, tmp_path, "auth", "cross-auth", provenance)
     splits = result["splits"]
     assert len(splits) == 2
     for split in splits:
@@ -191,6 +220,8 @@ def test_run_cross_reports_mean_and_std_over_repeats(records: list[IQARecord], t
     assert summary["plcc_std"] >= 0.0
     saved = json.loads((tmp_path / "cross-auth.json").read_text())
     assert saved["summary"]["srocc"] == pytest.approx(summary["srocc"])
+    assert saved["algorithm"] == "metaiqa" and saved["init"] == "imagenet"
+    assert saved["summary"]["plcc_logistic"] is None  # 5 test images: logistic fit skipped
     assert "| auth |" in (tmp_path / "cross-auth.md").read_text()
     after = prior.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # fine-tuning works on copies
@@ -233,3 +264,17 @@ def test_train_prior_runs_every_algorithm(algorithm: str, records: list[IQARecor
 def test_prior_config_rejects_unknown_algorithm() -> None:
     with pytest.raises(ValueError, match="unknown algorithm"):
         PriorConfig(algorithm="sgd")
+
+
+def test_prior_provenance_comes_from_prior_json(tmp_path: Path) -> None:
+    from metalearn_iqa.protocols.cross import prior_provenance
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    config = PriorConfig(algorithm="baseline", model=ModelConfig(pretrained="/w/resnet18.pth"))
+    (folder / SUMMARY_FILE).write_text(json.dumps({"config": config.to_dict()}))
+    expected = {"algorithm": "baseline", "init": "/w/resnet18.pth"}
+    assert prior_provenance(folder) == {"prior": str(folder), **expected}
+    assert prior_provenance(folder / PRIOR_FILE) == {"prior": str(folder / PRIOR_FILE), **expected}
+    other = folder / "finetuned.pt"  # not the prior that prior.json describes
+    assert prior_provenance(other) == {"prior": str(other), "algorithm": "unknown", "init": str(other)}

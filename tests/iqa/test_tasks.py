@@ -25,8 +25,10 @@ from metalearn_iqa.tasks import (
     CropBatches,
     DistortionTaskSampler,
     TaskConfig,
+    epoch_batches,
     group_by_distortion,
     split_by_reference,
+    training_batches,
 )
 from tests.conftest import KADID_LEVELS, KADID_REFS, KADID_TYPES
 
@@ -265,3 +267,38 @@ def test_normalise_is_imagenet_normalisation() -> None:
     expected = (1.0 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
     assert out.dtype == torch.float32
     assert torch.allclose(out[0, :, 0, 0], expected)
+
+
+def test_training_crops_are_flipped_at_random_and_reproducibly(tmp_path: Path) -> None:
+    ramp = np.tile(np.arange(0, 256, 8, dtype=np.uint8)[None, :, None], (CROP, 1, 3))  # left-right asymmetric
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    image = read_image(tmp_path / "ramp.png")
+    records = [IQARecord(str(tmp_path / "ramp.png"), 0.5, 0.5, "x")] * 2
+    views = {"plain": normalise(image[None])[0], "flipped": normalise(image.flip(-1)[None])[0]}
+
+    def orientations(seed: int) -> list[str]:
+        data = CropBatches(records, ImageStore(), CROP, 2, 8, seed=seed)  # crop = image: only flips vary
+        seen = [
+            name for batch, _ in data for crop in batch for name, v in views.items() if torch.equal(crop, v)
+        ]
+        assert len(seen) == 16  # every crop is the image or its mirror
+        return seen
+
+    first = orientations(seed=3)
+    assert set(first) == {"plain", "flipped"}
+    assert orientations(seed=3) == first
+
+
+@pytest.mark.parametrize(
+    ("n", "size", "expected"), [(7, 3, [3, 4]), (8, 3, [3, 3, 2]), (6, 3, [3, 3]), (2, 8, [2])]
+)
+def test_epoch_batches_cover_every_index_once(n: int, size: int, expected: list[int]) -> None:
+    batches = epoch_batches(n, size, torch.Generator().manual_seed(0))
+    assert [len(b) for b in batches] == expected
+    assert sorted(i for b in batches for i in b) == list(range(n))
+
+
+def test_fine_tuning_batches_are_epochs(records: list[IQARecord]) -> None:
+    data = training_batches(records[:7], ImageStore(), CROP, 3, seed=0)
+    assert len(data) == 2
+    assert [scores.numel() for _, scores in data] == [3, 4]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,37 +16,81 @@ from torch import nn
 from metalearn_iqa.data.records import DatasetError, IQARecord
 from metalearn_iqa.images import ImageStore
 from metalearn_iqa.inference import EvalConfig, FinetuneConfig, evaluate_records, finetune
-from metalearn_iqa.protocols.report import markdown_table, mean_std, write_report
+from metalearn_iqa.prior import PRIOR_FILE, SUMMARY_FILE
+from metalearn_iqa.protocols.report import init_label, markdown_table, mean_std_if_all, write_report
 from metalearn_iqa.tasks import split_by_reference
 
 
 @dataclass
 class CrossConfig:
-    """`repeats` seeded splits; 80/20 by content, or by image set where records carry one (CID2013: 4 train, 2 test)."""
+    """`repeats` seeded splits: 80/20 by content, or by image set where records carry one.
+
+    By image set (CID2013: 4 sets train, 2 test), repeats take distinct combinations in a seeded order, so
+    there can be at most C(sets, train_sets) repeats (15 for CID2013).
+    """
 
     repeats: int = 10
     train_fraction: float = 0.8
     train_sets: int = 4
     seed: int = 0
-    finetune: FinetuneConfig = dataclasses.field(default_factory=FinetuneConfig)
+    finetune: FinetuneConfig = dataclasses.field(default_factory=lambda: FinetuneConfig(epochs=10))
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+
+
+def _image_sets(records: Sequence[IQARecord]) -> list[str]:
+    """The image sets to split by (empty if some record has none, or they are KonIQ's official split names)."""
+    sets = sorted({r.image_set for r in records if r.image_set})
+    if sets and all(r.image_set for r in records) and not set(sets) <= {"training", "validation", "test"}:
+        return sets
+    return []
+
+
+def image_set_splits(sets: Sequence[str], train_sets: int, seed: int) -> list[tuple[str, ...]]:
+    """Every distinct choice of `train_sets` training sets, in an order seeded by `seed` (repeat r: the r-th)."""
+    if len(sets) <= train_sets:
+        raise DatasetError(f"{len(sets)} image sets: need more than {train_sets} to hold some out")
+    combos = list(itertools.combinations(sets, train_sets))
+    order = torch.randperm(len(combos), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [combos[i] for i in order]
 
 
 def split_target(
     records: Sequence[IQARecord], config: CrossConfig, repeat: int
 ) -> tuple[list[IQARecord], list[IQARecord]]:
-    """The `repeat`-th seeded train/test split of an authentic database."""
-    g = torch.Generator().manual_seed(config.seed * 1000 + repeat)
-    sets = sorted({r.image_set for r in records if r.image_set})
-    if sets and all(r.image_set for r in records) and not set(sets) <= {"training", "validation", "test"}:
-        if len(sets) <= config.train_sets:
-            raise DatasetError(f"{len(sets)} image sets: need more than {config.train_sets} to hold some out")
-        combos = list(itertools.combinations(sets, config.train_sets))
-        chosen = set(combos[int(torch.randint(len(combos), (1,), generator=g))])
-        return [r for r in records if r.image_set in chosen], [
-            r for r in records if r.image_set not in chosen
-        ]
-    return split_by_reference(records, config.train_fraction, g)
+    """The `repeat`-th seeded train/test split of an authentic database; by image set, distinct per repeat."""
+    sets = _image_sets(records)
+    if not sets:
+        return split_by_reference(
+            records, config.train_fraction, torch.Generator().manual_seed(config.seed * 1000 + repeat)
+        )
+    choices = image_set_splits(sets, config.train_sets, config.seed)
+    if repeat >= len(choices):
+        raise DatasetError(
+            f"{len(sets)} image sets give only {len(choices)} distinct {config.train_sets}-set training splits: "
+            f"use at most {len(choices)} repeats"
+        )
+    chosen = set(choices[repeat])
+    return [r for r in records if r.image_set in chosen], [r for r in records if r.image_set not in chosen]
+
+
+def prior_provenance(path: str | Path) -> dict[str, str]:
+    """A given prior's path, algorithm and backbone init, read from the `prior.json` beside its `prior.pt`.
+
+    A model without one (e.g. a fine-tuned file) is reported as algorithm "unknown", init its own path.
+    """
+    path = Path(path)
+    summary = (path if path.is_dir() else path.parent) / SUMMARY_FILE
+    try:
+        if not (path.is_dir() or path.name == PRIOR_FILE):
+            raise FileNotFoundError(summary)
+        config = json.loads(summary.read_text())["config"]
+        found = {
+            "algorithm": str(config["algorithm"]),
+            "init": init_label(str(config["model"]["pretrained"])),
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        found = {"algorithm": "unknown", "init": str(path)}
+    return {"prior": str(path), **found}
 
 
 def run_cross(
@@ -55,12 +100,16 @@ def run_cross(
     out_dir: str | Path,
     name: str,
     stem: str,
+    provenance: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune `prior` on each split's training part and test on the rest; mean and std over repeats."""
+    """Fine-tune `prior` on each split's training part and test on the rest; mean and std over repeats.
+
+    `provenance` (algorithm, init, prior path) goes into the report as is.
+    """
     store = ImageStore(capacity=max(4096, len(target)))
+    parts = [split_target(target, config, repeat) for repeat in range(config.repeats)]  # fail before training
     splits = []
-    for repeat in range(config.repeats):
-        train, test = split_target(target, config, repeat)
+    for repeat, (train, test) in enumerate(parts):
         tuned = finetune(
             prior, train, dataclasses.replace(config.finetune, seed=config.finetune.seed + repeat), store
         )
@@ -68,9 +117,9 @@ def run_cross(
         splits.append(metrics | {"train": len(train), "test": len(test)})
     summary = {}
     for key in ("plcc", "srocc", "plcc_logistic", "krcc", "rmse"):
-        summary[key], summary[f"{key}_std"] = mean_std([s[key] for s in splits])
-    result = {"protocol": "synthetic-to-authentic", "target": name, "splits": splits, "summary": summary}
-    result["config"] = dataclasses.asdict(config)
+        summary[key], summary[f"{key}_std"] = mean_std_if_all([s[key] for s in splits])
+    result = {"protocol": "synthetic-to-authentic", "target": name, **(provenance or {})}
+    result |= {"splits": splits, "summary": summary, "config": dataclasses.asdict(config)}
     table = markdown_table(
         ["target", "PLCC", "± std", "SROCC", "± std", "splits"],
         [

@@ -9,16 +9,31 @@ from pathlib import Path
 from typing import Any
 
 
+def init_label(pretrained: str) -> str:
+    """How a backbone was initialised, for reports: "imagenet", "scratch" or the weights file's path."""
+    return "scratch" if pretrained == "none" else pretrained
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     values = list(values)
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    def cell(value: Any) -> str:
-        return f"{value:.4f}" if isinstance(value, float) else str(value)
+def mean_std_if_all(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """`mean_std`, or (None, None) when some value is missing (a metric skipped for some split)."""
+    present = [v for v in values if v is not None]
+    return mean_std(present) if present and len(present) == len(values) else (None, None)
 
+
+def cell(value: Any) -> str:
+    """A table cell: floats to 4 decimals, None (a skipped metric) as n/a."""
+    if value is None:
+        return "n/a"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
