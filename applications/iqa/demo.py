@@ -1,14 +1,23 @@
-"""The demo: on the embedded synthetic database, a MetaIQA prior against the plain-Adam baseline.
+"""The demo: on the embedded synthetic database, does a quality prior learn, and does meta-learning help?
 
-Both priors see the same training distortion types and the same number of images per iteration, then are
-tested on distortion types neither saw: zero-shot, and after a few fine-tuning steps on half of a held-out
-type's contents (tested on the other half). Sized to finish in minutes on a 2-core CPU.
+Design (sized for `make demo` on a 2-core CPU in under 10 minutes, generation included):
+- The reference images (contents) are split in two by a seeded draw: A (training contents) and B (test
+  contents). No content is on both sides.
+- Every prior trains on the training distortion types x A with the compact CNN from scratch, for the same
+  number of forward+backward passes (`epochs` of the training images; printed).
+- Seen types: pooled and per-type SROCC on the training types x B, the test of what a prior learned.
+- Held-out types (never seen in training), x B: zero-shot, and after fine-tuning on that type x A.
+- The plain baseline's learning rate is chosen on a validation split of A (never on B); the meta-learner's
+  settings are fixed in `DemoConfig` (chosen on the same kind of validation run, see docs/results.md).
+- Everything over `seeds` (each seed its own content split, initialisation and sampling), mean and spread.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,46 +30,71 @@ from metalearn_iqa.data.distortions import DISTORTIONS
 from metalearn_iqa.data.records import IQARecord
 from metalearn_iqa.data.synthetic import SyntheticConfig, default_root, load_synthetic
 from metalearn_iqa.images import ImageStore
-from metalearn_iqa.inference import EvalConfig, FinetuneConfig, evaluate_records, finetune
+from metalearn_iqa.inference import EvalConfig, FinetuneConfig, evaluate_records, finetune, predict_records
+from metalearn_iqa.metrics import srocc
 from metalearn_iqa.model import ModelConfig
 from metalearn_iqa.plots import scatter_plot, srocc_bars, training_curves
 from metalearn_iqa.prior import PRIOR_FILE, PriorConfig, load_prior, train_prior
 from metalearn_iqa.protocols.report import markdown_table, write_report
-from metalearn_iqa.tasks import TaskConfig, split_by_reference
+from metalearn_iqa.tasks import split_by_reference
 
 
 @dataclass
 class DemoConfig:
-    """A small but complete run: 3 held-out KADID types (one blur, one compression, one noise)."""
+    """The demo's protocol and budget: 3 held-out KADID types (one blur, one compression, one noise)."""
 
     held_out: tuple[int, ...] = (3, 10, 13)  # motion blur, JPEG, impulse noise
     algorithms: tuple[str, ...] = ("metaiqa", "baseline")
-    iterations: int = 50
-    tasks_per_batch: int = 3
-    inner_steps: int = 3
+    seeds: tuple[int, ...] = (0, 1)
+    epochs: float = 12.0
+    tasks_per_batch: int = 2
+    inner_steps: int = 2
     inner_lr: float = 1e-3
-    outer_lr: float = 1e-3
+    outer: dict[str, tuple[str, float]] = field(
+        default_factory=lambda: {
+            "metaiqa": ("sgd", 1.0),
+            "reptile": ("sgd", 1.0),
+            "fomaml": ("adam", 1e-3),
+            "maml": ("adam", 1e-3),
+            "pooled-baseline": ("adam", 1e-3),
+        }
+    )
+    signal: str = "displacement"
+    baseline_lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
+    search_epochs: float = 4.0
+    validation_fraction: float = 0.25
+    content_fraction: float = 0.5
     crop: int = 64
-    batch_size: int = 8
-    finetune_steps: int = 20
-    seed: int = 0
+    batch_size: int = 16
+    finetune_epochs: int = 10
+    finetune_lr: float = 1e-3
     threads: int = 2
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(backbone="small", hidden=128))
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
-    def prior(self, algorithm: str) -> PriorConfig:
+    def prior(self, algorithm: str, seed: int, baseline_lr: float | None = None) -> PriorConfig:
+        """The prior run of `algorithm`: same epochs (so the same passes) for every algorithm."""
+        from metalearn_iqa.tasks import TaskConfig
+
+        plain = algorithm == "baseline"
+        lr = baseline_lr if plain and baseline_lr is not None else self.inner_lr
+        outer_optimizer, outer_lr = ("adam", lr) if plain else self.outer[algorithm]
         return PriorConfig(
             algorithm=algorithm,
-            iterations=self.iterations,
+            epochs=self.epochs,
             tasks_per_batch=self.tasks_per_batch,
             inner_steps=self.inner_steps,
-            inner_lr=self.inner_lr,
-            outer_lr=self.outer_lr,
-            lr_decay_every=max(1, self.iterations // 3),
-            seed=self.seed,
+            inner_lr=lr,
+            outer_lr=outer_lr,
+            outer_optimizer=outer_optimizer,
+            weight_decay=0.0,
+            lr_decay_epochs=max(1.0, self.epochs / 3),
+            signal=self.signal,
+            seed=seed,
             device="cpu",
             threads=self.threads,
             task=TaskConfig(crop=self.crop, batch_size=self.batch_size, batches=self.inner_steps),
-            model=ModelConfig(pretrained="none"),
+            model=self.model,
         )
 
 
@@ -68,102 +102,237 @@ def _type_name(kind: int) -> str:
     return next(d.name for d in DISTORTIONS if d.index == kind)
 
 
-def score_held_out(
-    model: torch.nn.Module, groups: dict[int, list[IQARecord]], config: DemoConfig, store: ImageStore
+@dataclass
+class Split:
+    """One seed's content split: training contents A and test contents B, per side of the type split."""
+
+    train: list[IQARecord]  # training types x A
+    seen_test: list[IQARecord]  # training types x B
+    adapt: dict[int, list[IQARecord]]  # held-out type x A (fine-tuning data)
+    unseen_test: dict[int, list[IQARecord]]  # held-out type x B
+
+
+def split_contents(records: Sequence[IQARecord], config: DemoConfig, seed: int) -> Split:
+    """Split by reference (content) with a seeded draw, then by distortion type."""
+    a, b = split_by_reference(records, config.content_fraction, torch.Generator().manual_seed(seed))
+    held = set(config.held_out)
+    return Split(
+        train=[r for r in a if r.distortion not in held],
+        seen_test=[r for r in b if r.distortion not in held],
+        adapt={k: [r for r in a if r.distortion == k] for k in config.held_out},
+        unseen_test={k: [r for r in b if r.distortion == k] for k in config.held_out},
+    )
+
+
+def choose_baseline_lr(
+    train: list[IQARecord], config: DemoConfig, out_dir: Path, store: ImageStore
+) -> tuple[float, dict[str, float]]:
+    """The baseline's learning rate with the best SROCC on a validation split of the training contents."""
+    fit, validation = split_by_reference(
+        train, 1.0 - config.validation_fraction, torch.Generator().manual_seed(12345)
+    )
+    scores: dict[str, float] = {}
+    for lr in config.baseline_lrs:
+        prior = dataclasses.replace(config.prior("baseline", seed=0, baseline_lr=lr), epochs=config.search_epochs)
+        model, _ = train_prior(prior, fit, out_dir / f"lr-{lr:g}", store=store)
+        metrics, _ = evaluate_records(model, validation, EvalConfig(), store)
+        scores[f"{lr:g}"] = metrics["srocc"]
+    best = max(scores, key=lambda k: scores[k])
+    return float(best), scores
+
+
+def evaluate_prior(
+    model: torch.nn.Module, split: Split, config: DemoConfig, seed: int, store: ImageStore
 ) -> dict[str, Any]:
-    """Zero-shot SROCC on all of each held-out type, and SROCC after fine-tuning on half of its contents."""
-    eval_config = EvalConfig(crop=config.crop, crops=5)
-    out: dict[str, Any] = {"zero_shot": {}, "finetuned": {}, "pred": [], "true": []}
-    for kind, records in groups.items():
-        metrics, _ = evaluate_records(model, records, eval_config, store)
-        out["zero_shot"][kind] = metrics["srocc"]
-        adapt, test = split_by_reference(records, 0.5, torch.Generator().manual_seed(config.seed + kind))
-        ft = FinetuneConfig(
-            steps=config.finetune_steps,
-            lr=config.inner_lr,
-            batch_size=config.batch_size,
-            crop=config.crop,
-            seed=config.seed,
-        )
-        metrics, pred = evaluate_records(finetune(model, adapt, ft, store), test, eval_config, store)
+    """Seen-type SROCC (pooled and per type), held-out types zero-shot and after fine-tuning."""
+    seen_pred = predict_records(model, split.seen_test, EvalConfig(), store)
+    seen_true = np.asarray([r.score for r in split.seen_test])
+    kinds = np.asarray([r.distortion for r in split.seen_test])
+    per_type = {int(k): srocc(seen_pred[kinds == k], seen_true[kinds == k]) for k in sorted(set(kinds))}
+    out: dict[str, Any] = {
+        "seen_srocc": srocc(seen_pred, seen_true),
+        "seen_per_type": per_type,
+        "zero_shot": {},
+        "finetuned": {},
+        "pred": [],
+        "true": [],
+    }
+    ft = FinetuneConfig(
+        epochs=config.finetune_epochs,
+        lr=config.finetune_lr,
+        batch_size=config.batch_size,
+        crop=config.crop,
+        seed=seed,
+    )
+    for kind, test in split.unseen_test.items():
+        out["zero_shot"][kind] = evaluate_records(model, test, EvalConfig(), store)[0]["srocc"]
+        metrics, pred = evaluate_records(finetune(model, split.adapt[kind], ft, store), test, EvalConfig(), store)
         out["finetuned"][kind] = metrics["srocc"]
         out["pred"].extend(pred.tolist())
         out["true"].extend(r.score for r in test)
     return out
 
 
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    values = list(values)
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
 def run_demo(config: DemoConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]:
-    """Generate (or reuse) the synthetic database, train both priors, compare them, write plots and tables."""
+    """Generate (or reuse) the database, choose the baseline's rate, train every prior per seed, compare."""
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads)
     records = load_synthetic(default_root(config.synthetic), config.synthetic)
     store = ImageStore(capacity=len(records) + 16)
-    train = [r for r in records if r.distortion not in config.held_out]
-    groups = {k: [r for r in records if r.distortion == k] for k in config.held_out}
+    first = split_contents(records, config, config.seeds[0])
     print(
-        f"synthetic database: {len(records)} images; training on {len(train)} "
-        f"({len({r.distortion for r in train})} types), holding out {', '.join(map(_type_name, config.held_out))}"
+        f"synthetic database: {len(records)} images, {len({r.reference for r in records})} contents; "
+        f"priors train on {len(first.train)} ({len({r.distortion for r in first.train})} types x half the "
+        f"contents); held out: {', '.join(map(_type_name, config.held_out))}"
     )
-    results: dict[str, Any] = {}
+    baseline_lr, search = None, {}
+    if "baseline" in config.algorithms:
+        baseline_lr, search = choose_baseline_lr(first.train, config, out_dir / "baseline-lr-search", store)
+        print(f"baseline learning rate {baseline_lr:g}, chosen on validation contents: {search}")
+
+    runs: dict[str, list[dict[str, Any]]] = {a: [] for a in config.algorithms}
     curves: dict[str, list[tuple[int, float]]] = {}
-    for algorithm in config.algorithms:
-        run_dir = out_dir / f"prior-{algorithm}"
-        t0 = time.perf_counter()
-        if resume and (run_dir / PRIOR_FILE).is_file():
-            model = load_prior(run_dir)
-        else:
-            model, _ = train_prior(config.prior(algorithm), train, run_dir, resume=resume, store=store)
-        train_s = time.perf_counter() - t0
-        rows = read_metrics(run_dir / "checkpoint")
-        curves[algorithm] = [(int(r["iteration"]), r["loss"]) for r in rows]
-        results[algorithm] = score_held_out(model, groups, config, store) | {"train_seconds": train_s}
-    table = _table(results, config)
-    _plots(results, curves, config, out_dir)
-    summary = {
+    for seed in config.seeds:
+        split = first if seed == config.seeds[0] else split_contents(records, config, seed)
+        for algorithm in config.algorithms:
+            prior = config.prior(algorithm, seed, baseline_lr)
+            run_dir = out_dir / f"seed{seed}" / f"prior-{algorithm}"
+            t0 = time.perf_counter()
+            if resume and (run_dir / PRIOR_FILE).is_file():
+                model = load_prior(run_dir)
+            else:
+                model, _ = train_prior(prior, split.train, run_dir, resume=resume, store=store)
+            train_s = time.perf_counter() - t0
+            result = evaluate_prior(model, split, config, seed, store)
+            result |= {"seed": seed, "train_seconds": train_s, "passes": prior.passes(len(split.train))}
+            runs[algorithm].append(result)
+            if seed == config.seeds[0]:
+                rows = read_metrics(run_dir / "checkpoint")
+                per = prior.passes_per_iteration()
+                curves[algorithm] = [(int(r["iteration"]) * per, r["loss"]) for r in rows]
+            print(
+                f"seed {seed} {algorithm}: seen-type SROCC {result['seen_srocc']:.3f}, held-out types "
+                f"zero-shot {np.mean(list(result['zero_shot'].values())):.3f}, fine-tuned "
+                f"{np.mean(list(result['finetuned'].values())):.3f} ({train_s:.0f} s)"
+            )
+    summary = _summarise(runs, config)
+    table = _table(summary, config)
+    _plots(runs, curves, config, out_dir)
+    report = {
         "config": dataclasses.asdict(config),
-        "results": {a: {k: v for k, v in r.items() if k not in ("pred", "true")} for a, r in results.items()},
+        "baseline_lr": baseline_lr,
+        "baseline_lr_search": search,
+        "results": summary,
+        "runs": {a: [{k: v for k, v in r.items() if k not in ("pred", "true")} for r in rs] for a, rs in runs.items()},
         "seconds": time.perf_counter() - started,
     }
-    write_report(summary, table, out_dir, "demo")
-    summary["table"] = table + f"\n\nplots, tables and priors in {out_dir}/ ({summary['seconds']:.0f} s)"
+    write_report(report, table, out_dir, "demo")
+    report["table"] = table + f"\n\nplots, tables and priors in {out_dir}/ ({report['seconds']:.0f} s)"
+    return report
+
+
+def _summarise(runs: dict[str, list[dict[str, Any]]], config: DemoConfig) -> dict[str, dict[str, Any]]:
+    """Per algorithm: means over seeds (and their spread) of the demo's readings, and the passes spent."""
+    summary: dict[str, dict[str, Any]] = {}
+    for algorithm, rs in runs.items():
+        seen = [r["seen_srocc"] for r in rs]
+        zero = [float(np.mean(list(r["zero_shot"].values()))) for r in rs]
+        tuned = [float(np.mean(list(r["finetuned"].values()))) for r in rs]
+        summary[algorithm] = {
+            "seen_srocc": _mean_std(seen)[0],
+            "seen_srocc_std": _mean_std(seen)[1],
+            "unseen_srocc_zero_shot": _mean_std(zero)[0],
+            "unseen_srocc_zero_shot_std": _mean_std(zero)[1],
+            "unseen_srocc_finetuned": _mean_std(tuned)[0],
+            "unseen_srocc_finetuned_std": _mean_std(tuned)[1],
+            "unseen_finetuned_per_seed": tuned,
+            "per_type_finetuned": {
+                k: _mean_std([r["finetuned"][k] for r in rs])[0] for k in config.held_out
+            },
+            "per_type_zero_shot": {
+                k: _mean_std([r["zero_shot"][k] for r in rs])[0] for k in config.held_out
+            },
+            "passes": rs[0]["passes"],
+            "train_seconds": float(np.mean([r["train_seconds"] for r in rs])),
+        }
     return summary
 
 
-def _table(results: dict[str, Any], config: DemoConfig) -> str:
-    rows = []
-    for kind in config.held_out:
-        rows.append(
-            [f"{kind} {_type_name(kind)}"]
-            + [
-                f"{results[a]['zero_shot'][kind]:.3f} / {results[a]['finetuned'][kind]:.3f}"
-                for a in config.algorithms
-            ]
+def verdict(summary: dict[str, dict[str, Any]], meta: str = "metaiqa", base: str = "baseline") -> str:
+    """In words: is the meta-learner's fine-tuned advantage on held-out types larger than the seed spread?"""
+    if meta not in summary or base not in summary:
+        return ""
+    diffs = [
+        m - b
+        for m, b in zip(
+            summary[meta]["unseen_finetuned_per_seed"], summary[base]["unseen_finetuned_per_seed"]
         )
-    rows.append(
-        ["mean"]
-        + [
-            f"{np.mean(list(results[a]['zero_shot'].values())):.3f} / {np.mean(list(results[a]['finetuned'].values())):.3f}"
-            for a in config.algorithms
-        ]
+    ]
+    mean, spread = _mean_std(diffs)
+    if len(diffs) < 2:
+        return f"{meta} - {base} on held-out types after fine-tuning: {mean:+.3f} (one seed: no spread to judge by)."
+    larger = abs(mean) > spread
+    who = meta if mean > 0 else base
+    return (
+        f"{meta} - {base} on held-out types after fine-tuning: {mean:+.3f} (mean over {len(diffs)} seeds), "
+        f"seed spread (std of the per-seed differences) {spread:.3f}: "
+        + (
+            f"the difference is larger than the spread, in favour of {who}."
+            if larger
+            else "the difference is NOT larger than the spread, so this demo does not show that either prior "
+            "fine-tunes better."
+        )
     )
-    header = ["held-out type"] + [f"{a} SROCC (zero-shot / fine-tuned)" for a in config.algorithms]
-    return markdown_table(header, rows)
+
+
+def _table(summary: dict[str, dict[str, Any]], config: DemoConfig) -> str:
+    def cell(alg: str, key: str) -> str:
+        return f"{summary[alg][key]:.3f} ± {summary[alg][key + '_std']:.3f}"
+
+    rows = [
+        [
+            alg,
+            str(summary[alg]["passes"]),
+            cell(alg, "seen_srocc"),
+            cell(alg, "unseen_srocc_zero_shot"),
+            cell(alg, "unseen_srocc_finetuned"),
+        ]
+        + [f"{summary[alg]['per_type_finetuned'][k]:.3f}" for k in config.held_out]
+        for alg in summary
+    ]
+    header = [
+        "prior",
+        "passes",
+        "seen types (held-out contents)",
+        "held-out types, zero-shot",
+        "held-out types, fine-tuned",
+    ] + [f"{k} {_type_name(k)} (fine-tuned)" for k in config.held_out]
+    note = f"SROCC, mean ± std over seeds {list(config.seeds)}."
+    return markdown_table(header, rows) + f"\n\n{note}\n{verdict(summary)}"
 
 
 def _plots(
-    results: dict[str, Any], curves: dict[str, list[tuple[int, float]]], config: DemoConfig, out: Path
+    runs: dict[str, list[dict[str, Any]]],
+    curves: dict[str, list[tuple[int, float]]],
+    config: DemoConfig,
+    out: Path,
 ) -> None:
-    pairs = {a: (np.asarray(r["pred"]), np.asarray(r["true"])) for a, r in results.items()}
+    pairs = {a: (np.asarray(rs[0]["pred"]), np.asarray(rs[0]["true"])) for a, rs in runs.items()}
     scatter_plot(
         pairs,
         None,
         out / "scatter.png",
-        title="held-out types after fine-tuning",
+        title=f"held-out types after fine-tuning (seed {config.seeds[0]})",
         labels=("true score", "predicted score"),
     )
     per_type = {
-        f"{k} {_type_name(k)}": {a: results[a]["finetuned"][k] for a in config.algorithms}
+        f"{k} {_type_name(k)}": {a: float(np.mean([r["finetuned"][k] for r in rs])) for a, rs in runs.items()}
         for k in config.held_out
     }
     srocc_bars(per_type, out / "srocc_per_type.png")
