@@ -98,6 +98,24 @@ def cycle_batches(data: TaskData, where: str = "data", device: torch.device | No
             raise TaskError(f"{where} is empty")
 
 
+class ChainedData:
+    """Several sets read as one re-iterable stream, lazily: a batch is drawn only when it is consumed.
+
+    Unlike `concat_data`, streamed sets (random-crop batches) are not materialised whole, so an algorithm
+    that takes k steps draws exactly k batches, and each new pass over a streamed set draws fresh ones.
+    """
+
+    def __init__(self, *sets: TaskData) -> None:
+        self.sets = sets
+
+    def __iter__(self) -> Iterator[Batch]:
+        for data in self.sets:
+            if is_batch(data):
+                yield tuple(data)  # type: ignore[misc]
+            else:
+                yield from data  # type: ignore[misc]
+
+
 def concat_data(*sets: TaskData) -> list[Batch]:
     """All batches of several sets as one list (for algorithms that train on a task's whole data)."""
     out: list[Batch] = []

@@ -134,7 +134,9 @@ class MetaTrainer:
         params = list(self._meta_parameters().values())
         spec = self._outer_spec
         if spec is None and self.config.outer_optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(params, lr=self.config.outer_lr, weight_decay=self.config.weight_decay)
+            self.optimizer = torch.optim.SGD(
+                params, lr=self.config.outer_lr, weight_decay=self.config.weight_decay
+            )
         elif spec is None:
             self.optimizer = torch.optim.Adam(
                 params, lr=self.config.outer_lr, weight_decay=self.config.weight_decay

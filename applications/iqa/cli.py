@@ -87,21 +87,43 @@ def _parse_types(text: str | None, option: str = "--types") -> tuple[int, ...]:
 
 
 def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Backbone initialisation and head choice."""
+    """Backbone, its initialisation and the head."""
+    from metalearn_iqa.model import BACKBONES, NORMS
+
     options = [
+        click.option(
+            "--backbone",
+            type=click.Choice(BACKBONES),
+            default="resnet18",
+            show_default=True,
+            help="resnet18: the paper's (ImageNet init by default); small: a compact CNN (under 1 M "
+            "parameters) trained from scratch, for CPU runs.",
+        ),
+        click.option(
+            "--width",
+            type=click.IntRange(4),
+            default=None,
+            help="Small backbone only: channels of its first stage (stages: 1x, 2x, 3x, 4x) [32].",
+        ),
+        click.option(
+            "--norm",
+            type=click.Choice(NORMS),
+            default=None,
+            help="Small backbone only: its normalisation layers [batch].",
+        ),
         click.option(
             "--head",
             type=click.Choice(["paper", "authors"]),
             default="paper",
             show_default=True,
-            help="paper: GAP->FC->FC(1); authors: their code's 1000->1024->512->1 head.",
+            help="paper: GAP->FC->FC(1); authors: their code's 1000->1024->512->1 head (resnet18 only).",
         ),
         click.option(
             "--pretrained/--no-pretrained",
             default=None,
-            help="Start the backbone from torchvision's ImageNet weights (torch hub cache, else download), as "
-            "the paper does [default], or from scratch (--no-pretrained: quick or offline runs, e.g. on the "
-            "synthetic database).",
+            help="Start the resnet18 backbone from torchvision's ImageNet weights (torch hub cache, else "
+            "download), as the paper does [default for resnet18], or from scratch (--no-pretrained: quick "
+            "or offline runs) [default for small].",
         ),
         click.option(
             "--weights",
@@ -115,17 +137,50 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+ALGORITHM_HELP = (
+    "metaiqa: the paper's bi-level optimisation; maml, fomaml, reptile: other meta-learners; baseline: the "
+    "fair ablation, plain training with one Adam step per batch at the same passes; pooled-baseline: the "
+    "old variant, one step per meta-batch on its tasks' images pooled."
+)
+
+
 def prior_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Meta-training hyper-parameters shared by train, lodo and cross."""
     from metalearn_iqa.prior import ALGORITHMS
 
     options = [
-        click.option("--algorithm", type=click.Choice(ALGORITHMS), default="metaiqa", show_default=True),
-        click.option("--iterations", type=click.IntRange(1), default=500, show_default=True),
+        click.option(
+            "--algorithm",
+            type=click.Choice(ALGORITHMS),
+            default="metaiqa",
+            show_default=True,
+            help=ALGORITHM_HELP,
+        ),
+        click.option(
+            "--epochs",
+            type=click.FloatRange(0, min_open=True),
+            default=100.0,
+            show_default=True,
+            help="Training budget: one epoch is ceil(images / batch size) forward+backward passes of one "
+            "batch, for every algorithm, so equal epochs are equal compute (lr x0.8 every 5 epochs).",
+        ),
+        click.option(
+            "--iterations",
+            type=click.IntRange(1),
+            default=None,
+            help="Override --epochs with this many outer iterations.",
+        ),
         click.option("--tasks-per-batch", type=click.IntRange(1), default=5, show_default=True),
         click.option("--inner-steps", type=click.IntRange(1), default=6, show_default=True),
         click.option("--inner-lr", type=float, default=1e-4, show_default=True),
         click.option("--outer-lr", type=float, default=1e-4, show_default=True),
+        click.option(
+            "--outer-optimizer",
+            type=click.Choice(["adam", "sgd"]),
+            default="adam",
+            show_default=True,
+            help="Outer update: Adam, or plain gradient descent on the mean task signal (the paper's Eq. 8).",
+        ),
         click.option(
             "--train-crop",
             type=click.IntRange(32),
@@ -148,12 +203,33 @@ def prior_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return model_options(func)
 
 
-def _model_config(head: str, pretrained: bool | None, weights: str | None) -> ModelConfig:
-    """ImageNet weights unless --weights PATH or --no-pretrained says otherwise."""
+def _init(backbone: str, pretrained: bool | None, weights: str | None) -> str:
+    """The backbone init: ImageNet for resnet18 and scratch for small, unless --weights/--no-pretrained say."""
     if weights and pretrained is not None:
         flag = "--pretrained" if pretrained else "--no-pretrained"
         raise CLIError(f"use either {flag} or --weights, not both")
-    return ModelConfig(head=head, pretrained=weights or ("none" if pretrained is False else "imagenet"))
+    if backbone == "small" and (weights or pretrained):
+        flag = "--weights" if weights else "--pretrained"
+        raise CLIError(f"{flag} needs --backbone resnet18: the small backbone has no pretrained weights")
+    if weights:
+        return weights
+    return "imagenet" if pretrained or (pretrained is None and backbone == "resnet18") else "none"
+
+
+def _model_config(kw: dict[str, Any]) -> ModelConfig:
+    """The network the model options describe."""
+    backbone = kw["backbone"]
+    if backbone == "small" and kw["head"] != "paper":
+        raise CLIError("--head authors needs --backbone resnet18 (it reads ImageNet logits)")
+    if backbone == "resnet18" and (kw["width"] is not None or kw["norm"] is not None):
+        raise CLIError("--width and --norm shape the small backbone: add --backbone small")
+    small = {k: kw[k] for k in ("width", "norm") if kw[k] is not None}
+    return ModelConfig(
+        backbone=backbone,
+        head=kw["head"],
+        pretrained=_init(backbone, kw["pretrained"], kw["weights"]),
+        **small,
+    )
 
 
 def _prior_config(kw: dict[str, Any]):  # noqa: ANN202
@@ -162,15 +238,17 @@ def _prior_config(kw: dict[str, Any]):  # noqa: ANN202
 
     return PriorConfig(
         algorithm=kw["algorithm"],
-        iterations=kw["iterations"],
+        epochs=kw["epochs"],
+        iterations=kw["iterations"] or 0,
         tasks_per_batch=kw["tasks_per_batch"],
         inner_steps=kw["inner_steps"],
         inner_lr=kw["inner_lr"],
         outer_lr=kw["outer_lr"],
+        outer_optimizer=kw["outer_optimizer"],
         seed=kw["seed"],
         device=kw["device"],
         task=TaskConfig(crop=kw["train_crop"], batch_size=kw["batch_size"], batches=kw["inner_steps"]),
-        model=_model_config(kw["head"], kw["pretrained"], kw["weights"]),
+        model=_model_config(kw),
     )
 
 
@@ -296,15 +374,20 @@ def train(
     resume: bool,
     **kw: Any,
 ) -> None:
-    """Meta-train a quality prior on distortion-specific tasks (or the plain-Adam baseline)."""
+    """Meta-train a quality prior on distortion-specific tasks (or the plain-training baseline); print the passes."""
     from metalearn_iqa.paths import default_output_dir
-    from metalearn_iqa.prior import PRIOR_FILE, train_prior
+    from metalearn_iqa.prior import PRIOR_FILE, SUMMARY_FILE, train_prior
 
     config = _prior_config(kw)
     excluded = set(_parse_types(exclude_types, "--exclude-types"))
     records = [r for r in _load_many(datasets, roots) if r.distortion not in excluded]
     out_dir = Path(out) if out else default_output_dir() / f"prior-{config.algorithm}"
     train_prior(config, records, out_dir, resume=resume)
+    summary = json.loads((out_dir / SUMMARY_FILE).read_text())
+    click.echo(
+        f"{summary['iterations']} iterations, {summary['passes']} forward+backward passes of {config.task.batch_size} "
+        f"crops ({summary['passes'] / config.passes_per_epoch(len(records)):.2f} epochs of {len(records)} images)"
+    )
     click.echo(f"prior written to {out_dir / PRIOR_FILE}")
 
 

@@ -1,7 +1,7 @@
 """The MetaIQA regression network: convolutional features, global average pooling, a fully connected head.
 
 Two backbones are offered. ``"resnet18"`` is the paper's (the convolutional layers of ResNet18, ImageNet
-weights available) and the default for the real databases. ``"small"`` is a compact CNN (about 0.3 M
+weights available) and the default for the real databases. ``"small"`` is a compact CNN (about 0.5 M
 parameters) that learns image quality from scratch in CPU minutes; the demo, the tests and the CPU
 benchmarks use it. Two heads are offered. ``"paper"`` follows the paper (conv layers, global average pooling, FC, FC->1).
 ``"authors"`` reproduces the authors' public code (a 1000->1024->512->1 MLP with BatchNorm, PReLU,
@@ -31,6 +31,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IQANet",
+    "NORMS",
     "ModelConfig",
     "WeightsError",
     "build_model",
@@ -44,6 +45,7 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 HEADS: tuple[str, ...] = ("paper", "authors")
 BACKBONES: tuple[str, ...] = ("resnet18", "small")
+NORMS: tuple[str, ...] = ("batch", "group", "none")
 CHECKPOINT_FORMAT = "metalearn_iqa.IQANet/1"
 _RESNET18_FEATURES = 512
 _IMAGENET_CLASSES = 1000
@@ -126,10 +128,8 @@ def _authors_head(dropout: float) -> nn.Sequential:
     )
 
 
-NORMS: tuple[str, ...] = ("batch", "group", "none")
-
-
 def _norm(kind: str, channels: int) -> nn.Module:
+    """The small backbone's normalisation layer: BatchNorm, GroupNorm (16 channels a group) or none."""
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "group":
@@ -138,11 +138,16 @@ def _norm(kind: str, channels: int) -> nn.Module:
 
 
 def _conv_block(c_in: int, c_out: int, stride: int, norm: str) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=norm == "none"), _norm(norm, c_out), nn.ReLU(inplace=True)]
+    """3x3 convolution (bias only without a norm layer, which would cancel it), norm, ReLU."""
+    return [
+        nn.Conv2d(c_in, c_out, 3, stride, 1, bias=norm == "none"),
+        _norm(norm, c_out),
+        nn.ReLU(inplace=True),
+    ]
 
 
 class SmallBackbone(nn.Sequential):
-    """A compact CNN: four stages of two 3x3 convolutions (the first with stride 2), BatchNorm, ReLU, then
+    """A compact CNN: four stages of two 3x3 convolutions (the first with stride 2), ``norm``, ReLU, then
     global average pooling to a ``4 * width``-d feature. Any input size of at least 16 pixels works."""
 
     def __init__(self, width: int = 32, norm: str = "batch") -> None:
@@ -197,18 +202,20 @@ def imagenet_cache_path() -> Path:
 
 
 def _imagenet_state_dict() -> dict[str, Tensor]:
-    """ImageNet resnet18 weights from the hub cache, downloading them if needed."""
+    """ImageNet resnet18 weights from the hub cache, fetched silently first if the cache lacks them."""
     cache = imagenet_cache_path()
     try:
-        return torch.hub.load_state_dict_from_url(
-            ResNet18_Weights.IMAGENET1K_V1.url, map_location="cpu", progress=False, weights_only=True
-        )
+        if not cache.is_file():
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(ResNet18_Weights.IMAGENET1K_V1.url, str(cache), progress=False)
+        return torch.load(cache, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else ""
         raise WeightsError(
             f"ImageNet weights for resnet18 are not in the torch hub cache ({cache}) and could not be "
-            f"downloaded (offline?). Pass --weights PATH to a resnet18 state_dict, or --no-pretrained to "
-            f"train from scratch. [{type(exc).__name__}: {exc}]"
-        ) from exc
+            f"downloaded (offline?): pass --weights PATH to a resnet18 state_dict, or --no-pretrained to "
+            f"train from scratch [{type(exc).__name__}: {reason}]"
+        ) from None
 
 
 def _file_state_dict(path: str) -> dict[str, Tensor]:

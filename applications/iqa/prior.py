@@ -93,15 +93,18 @@ class PriorConfig:
         return 1 if self.is_plain else self.tasks_per_batch
 
     def passes_per_iteration(self) -> int:
-        """Forward+backward passes of one `task.batch_size` batch that one outer iteration spends."""
+        """Forward+backward passes of one `task.batch_size` batch that one outer iteration spends.
+
+        Each count is what the algorithm draws and differentiates (`tests/iqa/test_prior_compute.py`).
+        """
         k, t = self.inner_steps, self.tasks_per_batch
         if self.is_plain:
             return 1
-        if self.algorithm in ("metaiqa", "pooled-baseline"):
-            return 2 * k * t  # k support + k query batches per task
+        if self.algorithm == "pooled-baseline":
+            return 2 * self.task.batches * t  # every support and query batch of each task, once
         if self.algorithm in ("maml", "fomaml"):
             return (k + 1) * t  # k support steps + 1 query batch per task
-        return 2 * k * t  # reptile: k steps on the support batches, then k on the query batches
+        return 2 * k * t  # metaiqa: k support + k query steps; reptile: 2k steps over support then query
 
     def passes_per_epoch(self, n_images: int) -> int:
         return max(1, math.ceil(n_images / self.task.batch_size))
@@ -128,7 +131,9 @@ def build_algorithm(config: PriorConfig) -> MetaAlgorithm:
     if name == "metaiqa":
         return MetaIQA(inner_lr=lr, inner_steps=k, betas=betas, signal=config.signal)  # type: ignore[arg-type]
     if name in ("maml", "fomaml"):
-        return MAML(inner_lr=lr, inner_steps=k, first_order=name == "fomaml", inner_optimizer="adam", betas=betas)
+        return MAML(
+            inner_lr=lr, inner_steps=k, first_order=name == "fomaml", inner_optimizer="adam", betas=betas
+        )
     if name == "reptile":
         return Reptile(inner_lr=lr, inner_steps=2 * k, inner_optimizer="adam")
     if name == "baseline":

@@ -7,8 +7,8 @@ from torch import nn
 from metalearn.algorithms.base import (
     LossFn,
     MetaAlgorithm,
-    check_optimizer_name,
     MetaResult,
+    check_optimizer_name,
     first_order_adapt,
     loss_gradients,
     model_device,

@@ -16,11 +16,13 @@ from metalearn.algorithms.base import (
     snapshot_buffers,
     train_steps,
 )
-from metalearn.task import Task, TaskData, concat_data, cycle_batches
+from metalearn.task import ChainedData, Task, TaskData, cycle_batches
 
 
 class Reptile(MetaAlgorithm):
     """`inner_steps` SGD steps on the task's whole data (support batches, then query batches, cycled).
+
+    Batches are drawn lazily, one per step: streamed sets cost `inner_steps` batches, not all of them.
 
     With an outer SGD of learning rate epsilon this is exactly Reptile's theta += epsilon * (phi - theta).
     """
@@ -39,7 +41,7 @@ class Reptile(MetaAlgorithm):
         fast = self._scratch.load(model)
         opt = make_optimizer(self.inner_optimizer, fast.parameters(), self.inner_lr)
         batches = cycle_batches(
-            concat_data(task.support, task.query), f"task {task.name!r}", model_device(model)
+            ChainedData(task.support, task.query), f"task {task.name!r}", model_device(model)
         )
         losses = train_steps(fast, opt, batches, loss_fn, self.inner_steps)
         return MetaResult(gradient=displacement(model, fast), loss=losses[-1], buffers=snapshot_buffers(fast))

@@ -192,7 +192,7 @@ def bn_task() -> Task:
 def build(name: str):
     if name.startswith("l2l"):
         pytest.importorskip("learn2learn")
-    kwargs = {"inner_steps": 2} if name != "baseline" else {}
+    kwargs = {"inner_steps": 2} if name not in ("baseline", "plain") else {}
     return get_algorithm(name, **kwargs)
 
 

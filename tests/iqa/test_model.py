@@ -70,6 +70,102 @@ def test_invalid_config() -> None:
         ModelConfig(head="vit")
     with pytest.raises(ValueError, match="dropout"):
         ModelConfig(dropout=1.0)
+    with pytest.raises(ValueError, match="backbone"):
+        ModelConfig(backbone="resnet50")
+    with pytest.raises(ValueError, match="paper head only"):
+        ModelConfig(backbone="small", head="authors")
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        ModelConfig(backbone="small", pretrained="imagenet")
+    with pytest.raises(ValueError, match="width"):
+        ModelConfig(backbone="small", width=2)
+    with pytest.raises(ValueError, match="norm"):
+        ModelConfig(backbone="small", norm="layer")
+
+
+# ------------------------------------------------------------------------------------- small backbone
+
+SMALL = ModelConfig(backbone="small", hidden=16, width=4)
+
+
+@pytest.mark.parametrize("size", [(16, 16), (33, 47), (64, 40)])
+def test_small_backbone_scores_any_size(size: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    model = build_model(SMALL).train()  # batch statistics: untrained running statistics shrink activations
+    assert model.backbone.features == 16  # 4 * width
+    x = torch.randn(3, 3, *size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (3,) and torch.isfinite(out).all()
+    assert not torch.allclose(out, out[0].expand(3))  # different images, different scores
+
+
+@pytest.mark.parametrize("norm", ["batch", "group", "none"])
+def test_small_backbone_norms(norm: str) -> None:
+    model = IQANet(ModelConfig(backbone="small", width=16, norm=norm))
+    kinds = {type(m).__name__ for m in model.backbone}
+    expected = {"batch": "BatchNorm2d", "group": "GroupNorm", "none": None}[norm]
+    assert ("BatchNorm2d" in kinds) == (expected == "BatchNorm2d")
+    assert ("GroupNorm" in kinds) == (expected == "GroupNorm")
+    convs = [m for m in model.backbone if isinstance(m, torch.nn.Conv2d)]
+    assert all((c.bias is not None) == (norm == "none") for c in convs)
+
+
+def test_small_backbone_has_under_a_million_parameters() -> None:
+    model = IQANet(ModelConfig(backbone="small", hidden=128))
+    n = sum(p.numel() for p in model.parameters())
+    resnet = sum(p.numel() for p in IQANet(ModelConfig(hidden=128)).parameters())
+    assert 100_000 < n < 1_000_000 and n < resnet / 10
+
+
+def test_small_backbone_round_trip_keeps_its_config(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(backbone="small", hidden=16, width=8, norm="group")
+    model = build_model(config).eval()
+    path = save_model(model, config, tmp_path / "small.pt")
+    payload = torch.load(path, weights_only=True)
+    assert '"backbone": "small"' in payload["config"] and '"width": 8' in payload["config"]
+    loaded, loaded_config = load_model(path)
+    assert loaded_config == config and isinstance(loaded.backbone, torch.nn.Sequential)
+    x = torch.randn(2, 3, 24, 24, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(x), model(x), rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------------- fp32 head, autocast
+
+
+def _head_input_dtypes(model: IQANet) -> list[torch.dtype]:
+    """Record the dtype of every input to the head's Linear layers."""
+    seen: list[torch.dtype] = []
+    for layer in model.head:
+        if isinstance(layer, torch.nn.Linear):
+            layer.register_forward_pre_hook(lambda _m, args: seen.append(args[0].dtype))
+    return seen
+
+
+def _autocast_scores(device: str, dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    model = build_model(SMALL).to(device).eval()
+    seen = _head_input_dtypes(model)
+    backbone_dtypes: list[torch.dtype] = []
+    model.backbone[0].register_forward_hook(lambda _m, _a, out: backbone_dtypes.append(out.dtype))
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)).to(device)
+    with torch.no_grad(), torch.autocast(device, dtype=dtype):
+        out = model(x)
+    assert backbone_dtypes == [dtype]  # autocast is really on for the backbone
+    assert out.dtype == torch.float32
+    assert seen == [torch.float32, torch.float32]  # both Linear layers of the head run in float32
+
+
+def test_head_runs_in_float32_under_cpu_autocast() -> None:
+    _autocast_scores("cpu", torch.bfloat16)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_head_runs_in_float32_under_cuda_autocast(dtype: torch.dtype) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    _autocast_scores("cuda", dtype)
 
 
 @pytest.mark.parametrize("head", ["paper", "authors"])
@@ -135,27 +231,41 @@ def test_wrong_shape(tmp_path: Path, resnet_state: dict[str, torch.Tensor]) -> N
         build_model(ModelConfig(pretrained=str(path)))
 
 
-def test_offline_imagenet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_offline_imagenet(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
 
     def offline(*args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("network unreachable")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(WeightsError) as info:
         build_model(ModelConfig(pretrained="imagenet"))
     message = str(info.value)
+    assert "\n" not in message and "network unreachable" in message
     assert "not in the torch hub cache" in message and str(tmp_path / "torch_home") in message
     assert "--weights PATH" in message and "--no-pretrained" in message
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""  # nothing printed besides the error
 
 
-def test_imagenet_uses_hub_result(
-    monkeypatch: pytest.MonkeyPatch, resnet_state: dict[str, torch.Tensor]
+def test_imagenet_is_fetched_once_into_the_hub_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, resnet_state: dict[str, torch.Tensor]
 ) -> None:
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: resnet_state)
-    model = build_model(ModelConfig(pretrained="imagenet", head="authors"))  # keeps and loads fc
-    torch.testing.assert_close(model.backbone.fc.weight, resnet_state["fc.weight"])
-    torch.testing.assert_close(model.backbone.conv1.weight, resnet_state["conv1.weight"])
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    fetched: list[tuple[str, bool]] = []
+
+    def download(url: str, dst: str, hash_prefix: object = None, progress: bool = True) -> None:
+        fetched.append((url, progress))
+        torch.save(resnet_state, dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    for _ in range(2):
+        model = build_model(ModelConfig(pretrained="imagenet", head="authors"))  # keeps and loads fc
+        torch.testing.assert_close(model.backbone.fc.weight, resnet_state["fc.weight"])
+        torch.testing.assert_close(model.backbone.conv1.weight, resnet_state["conv1.weight"])
+    assert len(fetched) == 1 and "resnet18" in fetched[0][0] and fetched[0][1] is False  # cached, silent
 
 
 def test_weights_from_path(tmp_path: Path, resnet_state: dict[str, torch.Tensor]) -> None:

@@ -245,7 +245,7 @@ def test_train_prior_resumes_to_the_same_weights(records: list[IQARecord], tmp_p
     assert all(torch.equal(saved_a[k], saved_b[k]) for k in saved_a)
 
 
-@pytest.mark.parametrize("algorithm", ["baseline", "maml", "fomaml", "reptile"])
+@pytest.mark.parametrize("algorithm", ["baseline", "pooled-baseline", "maml", "fomaml", "reptile"])
 def test_train_prior_runs_every_algorithm(algorithm: str, records: list[IQARecord], tmp_path: Path) -> None:
     config = _prior(algorithm, tasks=1)
     model, rows = train_prior(config, records, tmp_path)

@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import metalearn_iqa.data.synthetic as synthetic
@@ -225,3 +226,36 @@ def test_default_root(monkeypatch, tmp_path):
     monkeypatch.delenv("METALEARN_DATA")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # computes a path only; nothing is written
     assert default_root(CONFIG) == tmp_path / "home" / ".cache" / "metalearn" / root.name
+
+
+# -------------------------------------------------------------------------------------- reference tiles
+
+
+def test_tile_is_the_photo_at_native_scale() -> None:
+    from skimage import data
+
+    tile = synthetic.reference_image("astronaut@0,128", 128)
+    raw = np.asarray(data.astronaut())
+    assert tile.shape == (128, 128, 3) and tile.dtype == np.float32
+    expected = (raw[0:128, 128:256, :3] / 255.0).astype(np.float32)
+    np.testing.assert_array_equal(tile, expected)  # exact pixels: cut out, not resampled
+    other = synthetic.reference_image("astronaut@128,0", 128)
+    assert not np.array_equal(tile, other)  # rows and columns are not swapped
+
+
+@pytest.mark.parametrize("name", ["astronaut@450,0", "astronaut@0,-1", "astronaut@0,385"])
+def test_tile_leaving_the_photo(name: str) -> None:
+    with pytest.raises(ValueError, match="leaves the 512x512 photo"):
+        synthetic.reference_image(name, 128)
+
+
+def test_tile_syntax_error() -> None:
+    with pytest.raises(ValueError, match="name@row,column"):
+        synthetic.reference_image("astronaut@12", 128)
+
+
+def test_grace_hopper_loads_from_matplotlib() -> None:
+    tile = synthetic.reference_image("grace_hopper@44,0", 64)
+    whole = synthetic.reference_image("grace_hopper", 32)
+    assert tile.shape == (64, 64, 3) and whole.shape == (32, 32, 3)
+    assert 0.0 <= tile.min() < tile.max() <= 1.0 and np.ptp(whole) > 0.1

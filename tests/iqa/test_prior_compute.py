@@ -1,0 +1,83 @@
+"""Equal compute: at the same `epochs`, every prior algorithm draws the batches its accounting says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from metalearn_iqa import tasks as tasks_module
+from metalearn_iqa.data.kadid10k import load_kadid10k
+from metalearn_iqa.data.records import IQARecord
+from metalearn_iqa.model import ModelConfig
+from metalearn_iqa.prior import ALGORITHMS, SUMMARY_FILE, PriorConfig, train_prior
+from metalearn_iqa.tasks import TaskConfig
+
+EPOCHS = 2.0
+
+
+@pytest.fixture(scope="module")
+def records(kadid_root: Path) -> list[IQARecord]:
+    return load_kadid10k(kadid_root)  # 24 images: one epoch is 12 batches of 2
+
+
+def _config(algorithm: str) -> PriorConfig:
+    """k = 1 inner step but 2 batches per support/query set, so a count that used the wrong one would show."""
+    return PriorConfig(
+        algorithm=algorithm,
+        epochs=EPOCHS,
+        tasks_per_batch=2,
+        inner_steps=1,
+        device="cpu",
+        task=TaskConfig(crop=32, batch_size=2, batches=2),
+        model=ModelConfig(backbone="small", width=4, hidden=8),
+    )
+
+
+def _drawn_batches(
+    algorithm: str, records: list[IQARecord], out: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, PriorConfig]:
+    """Run `train_prior` and count the random-crop batches actually built."""
+    count = 0
+    real = tasks_module.CropBatches._batch
+
+    def spy(self: tasks_module.CropBatches, indices: list[int]):  # noqa: ANN202
+        nonlocal count
+        count += 1
+        return real(self, indices)
+
+    monkeypatch.setattr(tasks_module.CropBatches, "_batch", spy)
+    config = _config(algorithm)
+    train_prior(config, records, out, checkpoint_every=0)
+    summary = json.loads((out / SUMMARY_FILE).read_text())
+    assert summary["passes"] == config.passes(len(records))
+    return count, config
+
+
+def test_metaiqa_and_the_baseline_spend_the_same_passes(
+    records: list[IQARecord], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    meta, meta_config = _drawn_batches("metaiqa", records, tmp_path / "meta", monkeypatch)
+    plain, plain_config = _drawn_batches("baseline", records, tmp_path / "plain", monkeypatch)
+    assert meta == meta_config.passes(len(records))
+    assert plain == plain_config.passes(len(records))
+    assert meta == plain == EPOCHS * 12
+    assert meta_config.total_iterations(len(records)) < plain_config.total_iterations(len(records))
+
+
+@pytest.mark.parametrize("algorithm", sorted(set(ALGORITHMS) - {"metaiqa", "baseline"}))
+def test_every_algorithm_draws_what_it_accounts(
+    algorithm: str, records: list[IQARecord], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn, config = _drawn_batches(algorithm, records, tmp_path, monkeypatch)
+    iterations = config.total_iterations(len(records))
+    assert drawn == iterations * config.passes_per_iteration()
+    assert drawn == EPOCHS * 12
+
+
+def test_passes_per_iteration() -> None:
+    expected = {"metaiqa": 4, "maml": 4, "fomaml": 4, "reptile": 4, "baseline": 1, "pooled-baseline": 8}
+    assert {a: _config(a).passes_per_iteration() for a in ALGORITHMS} == expected
+    assert _config("baseline").decay_every(24) == 60  # 5 epochs of 12 one-batch steps
+    assert _config("metaiqa").decay_every(24) == 15
