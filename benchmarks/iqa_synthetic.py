@@ -17,18 +17,22 @@ from metalearn_iqa.demo import DemoConfig, run_demo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--epochs", type=float, default=30.0, help="Prior budget, in epochs of passes.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
-        "--algorithms", nargs="+", default=["metaiqa", "baseline", "fomaml", "reptile"], help="Priors to compare."
+        "--algorithms",
+        nargs="+",
+        default=["metaiqa", "baseline", "fomaml", "reptile"],
+        help="Priors to compare.",
     )
     parser.add_argument("--held-out", type=int, nargs="+", default=[3, 10, 13, 19, 22])
     parser.add_argument("--out", type=Path, default=Path("runs/iqa-synthetic"))
     args = parser.parse_args()
     config = DemoConfig(
         epochs=args.epochs,
-        search_epochs=args.epochs / 3,
         seeds=tuple(args.seeds),
         algorithms=tuple(args.algorithms),
         held_out=tuple(args.held_out),

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from metalearn.algorithms import MetaAlgorithm, get_algorithm
-from metalearn.algorithms.base import LossFn
+from metalearn.algorithms.base import LossFn, freeze_batchnorm
 from metalearn.checkpoint import load_json, load_state, save_json, save_state
 from metalearn.distributed import all_reduce_sum, broadcast_module, rank_and_world
 from metalearn.logger import MetricsLogger
@@ -40,6 +40,11 @@ class TrainerConfig:
     `"average"` (default) sets the meta-model's buffers to the mean of the adapted copies' buffers over the
     meta-batch, so evaluation-mode statistics follow the data the model trains on; `"keep"` leaves the
     meta-model's buffers untouched (what MetaIQA's public code does in effect).
+
+    `freeze_batchnorm` runs every BatchNorm layer in evaluation mode during training (normalising with its
+    running statistics, which then stay fixed; its affine weights still learn). Tasks whose batches all
+    come from one distortion type need it: in training mode BatchNorm subtracts each batch's own mean, so
+    the network cannot learn how the types' quality levels compare (measured in docs/results.md).
     """
 
     tasks_per_batch: int = 5
@@ -51,6 +56,7 @@ class TrainerConfig:
     decay_inner_lr: bool = False
     grad_clip: float | None = None
     bn_stats: Literal["average", "keep"] = "average"
+    freeze_batchnorm: bool = False
     seed: int = 0
     amp: bool = True
     checkpoint_every: int = 0
@@ -163,6 +169,8 @@ class MetaTrainer:
         if len(tasks) != self.config.tasks_per_batch:
             raise ValueError(f"sampler returned {len(tasks)} tasks, expected {self.config.tasks_per_batch}")
         self.model.train()
+        if self.config.freeze_batchnorm:
+            freeze_batchnorm(self.model)
         grad_sum: dict[str, Tensor] = {}
         buffer_sum: dict[str, Tensor] = {}
         loss_sum = torch.zeros(1, device=self.device)

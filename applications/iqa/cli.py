@@ -109,7 +109,7 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--norm",
             type=click.Choice(NORMS),
             default=None,
-            help="Small backbone only: its normalisation layers [batch].",
+            help="Small backbone only: its normalisation layers [none: one-type task batches defeat batch and group norm].",
         ),
         click.option(
             "--head",
@@ -182,6 +182,12 @@ def prior_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Outer update: Adam, or plain gradient descent on the mean task signal (the paper's Eq. 8).",
         ),
         click.option(
+            "--freeze-batchnorm/--train-batchnorm",
+            default=False,
+            show_default=True,
+            help="Run BatchNorm layers in eval mode while training (one-type task batches hide how types compare).",
+        ),
+        click.option(
             "--train-crop",
             type=click.IntRange(32),
             default=224,
@@ -245,6 +251,7 @@ def _prior_config(kw: dict[str, Any]):  # noqa: ANN202
         inner_lr=kw["inner_lr"],
         outer_lr=kw["outer_lr"],
         outer_optimizer=kw["outer_optimizer"],
+        freeze_batchnorm=kw["freeze_batchnorm"],
         seed=kw["seed"],
         device=kw["device"],
         task=TaskConfig(crop=kw["train_crop"], batch_size=kw["batch_size"], batches=kw["inner_steps"]),
@@ -674,19 +681,23 @@ def cross(
 
 @iqa.command()
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="[outputs/demo]")
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
-    "--iterations", type=click.IntRange(1), default=None, help="Override the demo's outer iterations."
+    "--seeds", default="0,1", show_default=True, help="Comma-separated seeds (content split, init, sampling)."
+)
+@click.option(
+    "--epochs", type=click.FloatRange(min=0, min_open=True), default=None, help="Override the priors' budget."
 )
 @click.option("--resume", is_flag=True, help="Reuse finished priors in the output folder.")
 @friendly_errors
-def demo(out: str | None, seed: int, iterations: int | None, resume: bool) -> None:
-    """On the embedded synthetic database: meta-train a prior and the baseline, compare on held-out types."""
+def demo(out: str | None, seeds: str, epochs: float | None, resume: bool) -> None:
+    """On the embedded synthetic database: train a MetaIQA prior and the fair baseline, compare them."""
     from metalearn_iqa.demo import DemoConfig, run_demo
     from metalearn_iqa.paths import default_output_dir
 
-    config = DemoConfig(seed=seed)
-    if iterations:
-        config.iterations = iterations
+    config = DemoConfig(seeds=_parse_types(seeds, "--seeds"))
+    if not config.seeds:
+        raise CLIError("--seeds needs at least one seed")
+    if epochs:
+        config.epochs = epochs
     result = run_demo(config, Path(out) if out else default_output_dir() / "demo", resume=resume)
     click.echo(result["table"])

@@ -46,22 +46,22 @@ class DemoConfig:
     held_out: tuple[int, ...] = (3, 10, 13)  # motion blur, JPEG, impulse noise
     algorithms: tuple[str, ...] = ("metaiqa", "baseline")
     seeds: tuple[int, ...] = (0, 1)
-    epochs: float = 12.0
-    tasks_per_batch: int = 2
-    inner_steps: int = 2
+    epochs: float = 6.0
+    tasks_per_batch: int = 1
+    inner_steps: int = 1
     inner_lr: float = 1e-3
     outer: dict[str, tuple[str, float]] = field(
         default_factory=lambda: {
-            "metaiqa": ("sgd", 1.0),
+            "metaiqa": ("adam", 2e-3),
             "reptile": ("sgd", 1.0),
-            "fomaml": ("adam", 1e-3),
-            "maml": ("adam", 1e-3),
-            "pooled-baseline": ("adam", 1e-3),
+            "fomaml": ("adam", 2e-3),
+            "maml": ("adam", 2e-3),
+            "pooled-baseline": ("adam", 2e-3),
         }
     )
-    signal: str = "displacement"
+    signal: str = "query_gradient"
     baseline_lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
-    search_epochs: float = 4.0
+    search_fraction: float = 0.5
     validation_fraction: float = 0.25
     content_fraction: float = 0.5
     crop: int = 64
@@ -69,7 +69,7 @@ class DemoConfig:
     finetune_epochs: int = 10
     finetune_lr: float = 1e-3
     threads: int = 2
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(backbone="small", hidden=128))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(backbone="small", hidden=128, norm="none"))
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def prior(self, algorithm: str, seed: int, baseline_lr: float | None = None) -> PriorConfig:
@@ -133,7 +133,9 @@ def choose_baseline_lr(
     )
     scores: dict[str, float] = {}
     for lr in config.baseline_lrs:
-        prior = dataclasses.replace(config.prior("baseline", seed=0, baseline_lr=lr), epochs=config.search_epochs)
+        prior = dataclasses.replace(
+            config.prior("baseline", seed=0, baseline_lr=lr), epochs=config.epochs * config.search_fraction
+        )
         model, _ = train_prior(prior, fit, out_dir / f"lr-{lr:g}", store=store)
         metrics, _ = evaluate_records(model, validation, EvalConfig(), store)
         scores[f"{lr:g}"] = metrics["srocc"]
@@ -166,7 +168,9 @@ def evaluate_prior(
     )
     for kind, test in split.unseen_test.items():
         out["zero_shot"][kind] = evaluate_records(model, test, EvalConfig(), store)[0]["srocc"]
-        metrics, pred = evaluate_records(finetune(model, split.adapt[kind], ft, store), test, EvalConfig(), store)
+        metrics, pred = evaluate_records(
+            finetune(model, split.adapt[kind], ft, store), test, EvalConfig(), store
+        )
         out["finetuned"][kind] = metrics["srocc"]
         out["pred"].extend(pred.tolist())
         out["true"].extend(r.score for r in test)
@@ -229,7 +233,10 @@ def run_demo(config: DemoConfig, out_dir: Path, resume: bool = False) -> dict[st
         "baseline_lr": baseline_lr,
         "baseline_lr_search": search,
         "results": summary,
-        "runs": {a: [{k: v for k, v in r.items() if k not in ("pred", "true")} for r in rs] for a, rs in runs.items()},
+        "runs": {
+            a: [{k: v for k, v in r.items() if k not in ("pred", "true")} for r in rs]
+            for a, rs in runs.items()
+        },
         "seconds": time.perf_counter() - started,
     }
     write_report(report, table, out_dir, "demo")
@@ -252,12 +259,8 @@ def _summarise(runs: dict[str, list[dict[str, Any]]], config: DemoConfig) -> dic
             "unseen_srocc_finetuned": _mean_std(tuned)[0],
             "unseen_srocc_finetuned_std": _mean_std(tuned)[1],
             "unseen_finetuned_per_seed": tuned,
-            "per_type_finetuned": {
-                k: _mean_std([r["finetuned"][k] for r in rs])[0] for k in config.held_out
-            },
-            "per_type_zero_shot": {
-                k: _mean_std([r["zero_shot"][k] for r in rs])[0] for k in config.held_out
-            },
+            "per_type_finetuned": {k: _mean_std([r["finetuned"][k] for r in rs])[0] for k in config.held_out},
+            "per_type_zero_shot": {k: _mean_std([r["zero_shot"][k] for r in rs])[0] for k in config.held_out},
             "passes": rs[0]["passes"],
             "train_seconds": float(np.mean([r["train_seconds"] for r in rs])),
         }

@@ -71,7 +71,7 @@ class ModelConfig:
     dropout: float = 0.5
     pretrained: str = "none"
     width: int = 32
-    norm: str = "batch"
+    norm: str = "none"
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
@@ -150,7 +150,7 @@ class SmallBackbone(nn.Sequential):
     """A compact CNN: four stages of two 3x3 convolutions (the first with stride 2), ``norm``, ReLU, then
     global average pooling to a ``4 * width``-d feature. Any input size of at least 16 pixels works."""
 
-    def __init__(self, width: int = 32, norm: str = "batch") -> None:
+    def __init__(self, width: int = 32, norm: str = "none") -> None:
         channels = [width, 2 * width, 3 * width, 4 * width]
         layers: list[nn.Module] = []
         c_in = 3
@@ -160,6 +160,11 @@ class SmallBackbone(nn.Sequential):
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         super().__init__(*layers)
         self.features = c_in
+        for module in self.modules():  # He init (as torchvision's ResNet): activations keep their scale
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
 
 class IQANet(nn.Module):

@@ -42,6 +42,11 @@ class PriorConfig:
     is as many forward/backward passes of `task.batch_size` crops as the training images fill, whatever
     the algorithm, so that every algorithm at the same `epochs` spends the same passes. `iterations`, when
     set, overrides `epochs` with a number of outer steps.
+
+    `freeze_batchnorm` (ours; see `TrainerConfig`): distortion-specific tasks feed BatchNorm batches of one
+    distortion type, whose training-mode statistics hide how the types' quality levels compare. With
+    ImageNet weights, freezing keeps ImageNet's statistics; the small backbone avoids the issue with
+    `norm="none"`.
     """
 
     algorithm: str = "metaiqa"
@@ -56,6 +61,7 @@ class PriorConfig:
     lr_decay: float = 0.8
     lr_decay_epochs: float = 5.0
     signal: str = "query_gradient"
+    freeze_batchnorm: bool = False
     seed: int = 0
     device: str = "auto"
     threads: int = 0
@@ -164,6 +170,7 @@ def make_trainer(
         lr_decay=config.lr_decay,
         lr_decay_every=config.decay_every(len(records)),
         decay_inner_lr=True,
+        freeze_batchnorm=config.freeze_batchnorm,
         seed=config.seed,
     )
     return MetaTrainer(

@@ -60,6 +60,13 @@ def preserved_buffers(model: nn.Module) -> Iterator[None]:
                 buf.copy_(saved[name])
 
 
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Put every BatchNorm layer in evaluation mode (running statistics used, not updated); the rest as is."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
 INNER_OPTIMIZERS = ("sgd", "adam")
 
 
@@ -119,7 +126,8 @@ class ScratchCopy:
                     dst.copy_(src)
                 for dst, src in zip(self._copy.buffers(), model.buffers()):
                     dst.copy_(src)
-        self._copy.train(model.training)
+        for dst, src in zip(self._copy.modules(), model.modules()):  # per layer: frozen BatchNorm stays so
+            dst.training = src.training
         for param in self._copy.parameters():
             param.grad = None
         return self._copy
