@@ -2,10 +2,10 @@
 
 A Table-4-style comparison (the paper's ablation: the same network and fine-tuning, priors learned by
 different algorithms) on held-out distortion types over seeds, at equal forward/backward passes, with the
-demo's protocol (`metalearn_iqa.demo`) and a longer budget. About 45 minutes on 2 CPU cores with the
+demo's protocol (`metalearn_iqa.demo`) and a longer budget. About 30 minutes on 2 CPU cores with the
 defaults; resumable (finished priors are reused).
 
-python benchmarks/iqa_synthetic.py --epochs 30 --seeds 0 1 2 --out runs/iqa-synthetic
+python benchmarks/iqa_synthetic.py --epochs 20 --seeds 0 1 2 --out runs/iqa-synthetic
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--epochs", type=float, default=30.0, help="Prior budget, in epochs of passes.")
+    parser.add_argument("--epochs", type=float, default=20.0, help="Prior budget, in epochs of passes.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
         "--algorithms",

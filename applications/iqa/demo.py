@@ -46,14 +46,15 @@ class DemoConfig:
     held_out: tuple[int, ...] = (3, 10, 13)  # motion blur, JPEG, impulse noise
     algorithms: tuple[str, ...] = ("metaiqa", "baseline")
     seeds: tuple[int, ...] = (0, 1)
-    epochs: float = 6.0
+    epochs: float = 10.0
     tasks_per_batch: int = 1
     inner_steps: int = 1
+    inner_steps_for: dict[str, int] = field(default_factory=lambda: {"fomaml": 2})
     inner_lr: float = 1e-3
     outer: dict[str, tuple[str, float]] = field(
         default_factory=lambda: {
             "metaiqa": ("adam", 2e-3),
-            "reptile": ("sgd", 1.0),
+            "reptile": ("adam", 2e-3),
             "fomaml": ("adam", 2e-3),
             "maml": ("adam", 2e-3),
             "pooled-baseline": ("adam", 2e-3),
@@ -79,11 +80,12 @@ class DemoConfig:
         plain = algorithm == "baseline"
         lr = baseline_lr if plain and baseline_lr is not None else self.inner_lr
         outer_optimizer, outer_lr = ("adam", lr) if plain else self.outer[algorithm]
+        k = self.inner_steps_for.get(algorithm, self.inner_steps)
         return PriorConfig(
             algorithm=algorithm,
             epochs=self.epochs,
             tasks_per_batch=self.tasks_per_batch,
-            inner_steps=self.inner_steps,
+            inner_steps=k,
             inner_lr=lr,
             outer_lr=outer_lr,
             outer_optimizer=outer_optimizer,
@@ -93,7 +95,7 @@ class DemoConfig:
             seed=seed,
             device="cpu",
             threads=self.threads,
-            task=TaskConfig(crop=self.crop, batch_size=self.batch_size, batches=self.inner_steps),
+            task=TaskConfig(crop=self.crop, batch_size=self.batch_size, batches=k),
             model=self.model,
         )
 
