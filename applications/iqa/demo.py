@@ -15,6 +15,7 @@ Design (sized for `make demo` on a 2-core CPU in under 10 minutes, generation in
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 import time
 from collections.abc import Sequence
@@ -98,6 +99,19 @@ class DemoConfig:
             task=TaskConfig(crop=self.crop, batch_size=self.batch_size, batches=k),
             model=self.model,
         )
+
+    def priors(self, seed: int, n_images: int, baseline_lr: float | None = None) -> dict[str, PriorConfig]:
+        """Every algorithm's prior run at exactly the same passes: `epochs` of `n_images`, rounded to a
+        multiple of every algorithm's passes per iteration."""
+        configs = {a: self.prior(a, seed, baseline_lr) for a in self.algorithms}
+        step = math.lcm(*(c.passes_per_iteration() for c in configs.values()))
+        passes = max(
+            step, round(self.epochs * configs[self.algorithms[0]].passes_per_epoch(n_images) / step) * step
+        )
+        return {
+            a: dataclasses.replace(c, iterations=passes // c.passes_per_iteration())
+            for a, c in configs.items()
+        }
 
 
 def _type_name(kind: int) -> str:
@@ -206,8 +220,8 @@ def run_demo(config: DemoConfig, out_dir: Path, resume: bool = False) -> dict[st
     curves: dict[str, list[tuple[int, float]]] = {}
     for seed in config.seeds:
         split = first if seed == config.seeds[0] else split_contents(records, config, seed)
-        for algorithm in config.algorithms:
-            prior = config.prior(algorithm, seed, baseline_lr)
+        priors = config.priors(seed, len(split.train), baseline_lr)
+        for algorithm, prior in priors.items():
             run_dir = out_dir / f"seed{seed}" / f"prior-{algorithm}"
             t0 = time.perf_counter()
             if resume and (run_dir / PRIOR_FILE).is_file():
