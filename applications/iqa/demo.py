@@ -7,8 +7,9 @@ Design (sized for `make demo` on a 2-core CPU in under 10 minutes, generation in
   number of forward+backward passes (`epochs` of the training images; printed).
 - Seen types: pooled and per-type SROCC on the training types x B, the test of what a prior learned.
 - Held-out types (never seen in training), x B: zero-shot, and after fine-tuning on that type x A.
-- The plain baseline's learning rate is chosen on a validation split of A (never on B); the meta-learner's
-  settings are fixed in `DemoConfig` (chosen on the same kind of validation run, see docs/results.md).
+- The plain baseline's Adam rate and MetaIQA's outer rate are each chosen among a few candidates on a
+  validation split of A (never on B); the other settings are fixed in `DemoConfig` (docs/results.md says
+  how they were found).
 - Everything over `seeds` (each seed its own content split, initialisation and sampling), mean and spread.
 """
 
@@ -62,8 +63,10 @@ class DemoConfig:
         }
     )
     signal: str = "query_gradient"
-    baseline_lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
-    search_fraction: float = 0.5
+    rate_candidates: dict[str, tuple[float, ...]] = field(
+        default_factory=lambda: {"baseline": (3e-4, 1e-3, 3e-3), "metaiqa": (1e-3, 2e-3, 4e-3)}
+    )
+    search_fraction: float = 1 / 3
     validation_fraction: float = 0.25
     content_fraction: float = 0.5
     crop: int = 64
@@ -74,13 +77,16 @@ class DemoConfig:
     model: ModelConfig = field(default_factory=lambda: ModelConfig(backbone="small", hidden=128, norm="none"))
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
-    def prior(self, algorithm: str, seed: int, baseline_lr: float | None = None) -> PriorConfig:
-        """The prior run of `algorithm`: same epochs (so the same passes) for every algorithm."""
+    def prior(self, algorithm: str, seed: int, rate: float | None = None) -> PriorConfig:
+        """The prior run of `algorithm` at `epochs`. `rate` (chosen on validation data) replaces the
+        baseline's Adam rate or a meta-learner's outer rate."""
         from metalearn_iqa.tasks import TaskConfig
 
         plain = algorithm == "baseline"
-        lr = baseline_lr if plain and baseline_lr is not None else self.inner_lr
+        lr = rate if plain and rate is not None else self.inner_lr
         outer_optimizer, outer_lr = ("adam", lr) if plain else self.outer[algorithm]
+        if rate is not None and not plain:
+            outer_lr = rate
         k = self.inner_steps_for.get(algorithm, self.inner_steps)
         return PriorConfig(
             algorithm=algorithm,
@@ -100,10 +106,13 @@ class DemoConfig:
             model=self.model,
         )
 
-    def priors(self, seed: int, n_images: int, baseline_lr: float | None = None) -> dict[str, PriorConfig]:
+    def priors(
+        self, seed: int, n_images: int, rates: dict[str, float] | None = None
+    ) -> dict[str, PriorConfig]:
         """Every algorithm's prior run at exactly the same passes: `epochs` of `n_images`, rounded to a
         multiple of every algorithm's passes per iteration."""
-        configs = {a: self.prior(a, seed, baseline_lr) for a in self.algorithms}
+        rates = rates or {}
+        configs = {a: self.prior(a, seed, rates.get(a)) for a in self.algorithms}
         step = math.lcm(*(c.passes_per_iteration() for c in configs.values()))
         passes = max(
             step, round(self.epochs * configs[self.algorithms[0]].passes_per_epoch(n_images) / step) * step
@@ -140,23 +149,32 @@ def split_contents(records: Sequence[IQARecord], config: DemoConfig, seed: int) 
     )
 
 
-def choose_baseline_lr(
+def choose_rates(
     train: list[IQARecord], config: DemoConfig, out_dir: Path, store: ImageStore
-) -> tuple[float, dict[str, float]]:
-    """The baseline's learning rate with the best SROCC on a validation split of the training contents."""
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Each searched algorithm's rate with the best SROCC on a validation split of the training contents.
+
+    Short runs (`search_fraction` of the budget) on the rest of the training contents; the test contents
+    are never looked at.
+    """
     fit, validation = split_by_reference(
         train, 1.0 - config.validation_fraction, torch.Generator().manual_seed(12345)
     )
-    scores: dict[str, float] = {}
-    for lr in config.baseline_lrs:
-        prior = dataclasses.replace(
-            config.prior("baseline", seed=0, baseline_lr=lr), epochs=config.epochs * config.search_fraction
-        )
-        model, _ = train_prior(prior, fit, out_dir / f"lr-{lr:g}", store=store)
-        metrics, _ = evaluate_records(model, validation, EvalConfig(), store)
-        scores[f"{lr:g}"] = metrics["srocc"]
-    best = max(scores, key=lambda k: scores[k])
-    return float(best), scores
+    rates: dict[str, float] = {}
+    scores: dict[str, dict[str, float]] = {}
+    for algorithm, candidates in config.rate_candidates.items():
+        if algorithm not in config.algorithms:
+            continue
+        scores[algorithm] = {}
+        for rate in candidates:
+            prior = dataclasses.replace(
+                config.prior(algorithm, seed=0, rate=rate), epochs=config.epochs * config.search_fraction
+            )
+            model, _ = train_prior(prior, fit, out_dir / f"{algorithm}-{rate:g}", store=store)
+            metrics, _ = evaluate_records(model, validation, EvalConfig(), store)
+            scores[algorithm][f"{rate:g}"] = metrics["srocc"]
+        rates[algorithm] = float(max(scores[algorithm], key=lambda k: scores[algorithm][k]))
+    return rates, scores
 
 
 def evaluate_prior(
@@ -211,16 +229,16 @@ def run_demo(config: DemoConfig, out_dir: Path, resume: bool = False) -> dict[st
         f"priors train on {len(first.train)} ({len({r.distortion for r in first.train})} types x half the "
         f"contents); held out: {', '.join(map(_type_name, config.held_out))}"
     )
-    baseline_lr, search = None, {}
-    if "baseline" in config.algorithms:
-        baseline_lr, search = choose_baseline_lr(first.train, config, out_dir / "baseline-lr-search", store)
-        print(f"baseline learning rate {baseline_lr:g}, chosen on validation contents: {search}")
+    rates, search = choose_rates(first.train, config, out_dir / "rate-search", store)
+    for algorithm, rate in rates.items():
+        tried = ", ".join(f"{k}: {v:.3f}" for k, v in search[algorithm].items())
+        print(f"{algorithm}: rate {rate:g}, chosen on validation contents (SROCC {tried})")
 
     runs: dict[str, list[dict[str, Any]]] = {a: [] for a in config.algorithms}
     curves: dict[str, list[tuple[int, float]]] = {}
     for seed in config.seeds:
         split = first if seed == config.seeds[0] else split_contents(records, config, seed)
-        priors = config.priors(seed, len(split.train), baseline_lr)
+        priors = config.priors(seed, len(split.train), rates)
         for algorithm, prior in priors.items():
             run_dir = out_dir / f"seed{seed}" / f"prior-{algorithm}"
             t0 = time.perf_counter()
@@ -246,8 +264,8 @@ def run_demo(config: DemoConfig, out_dir: Path, resume: bool = False) -> dict[st
     _plots(runs, curves, config, out_dir)
     report = {
         "config": dataclasses.asdict(config),
-        "baseline_lr": baseline_lr,
-        "baseline_lr_search": search,
+        "rates": rates,
+        "rate_search": search,
         "results": summary,
         "runs": {
             a: [{k: v for k, v in r.items() if k not in ("pred", "true")} for r in rs]

@@ -13,7 +13,16 @@ from metalearn_iqa.model import ModelConfig
 
 SYNTHETIC = SyntheticConfig(
     size=64,
-    references=("astronaut", "coffee:nw", "chelsea", "rocket"),
+    references=(
+        "astronaut",
+        "coffee:nw",
+        "chelsea",
+        "rocket",
+        "coffee:se",
+        "astronaut:se",
+        "chelsea:nw",
+        "motorcycle",
+    ),
     seed=1,
     types=(1, 10, 13, 16),
     levels=(1, 3, 5),
@@ -25,7 +34,7 @@ def _config(**changes: object) -> DemoConfig:
         held_out=(10,),
         seeds=(0, 1),
         epochs=1.0,
-        baseline_lrs=(1e-3, 3e-3),
+        rate_candidates={"baseline": (1e-3, 3e-3), "metaiqa": (2e-3,)},
         crop=32,
         batch_size=4,
         finetune_epochs=1,
@@ -79,8 +88,8 @@ def test_demo_report_holds_what_scripts_read_at_equal_passes(database: Path, tmp
             assert -1.0 <= entry[key] <= 1.0
         assert entry["passes"] > 0
     assert results["metaiqa"]["passes"] == results["baseline"]["passes"]
-    assert written["baseline_lr"] in (1e-3, 3e-3)
-    assert set(written["baseline_lr_search"]) == {"0.001", "0.003"}
+    assert written["rates"]["baseline"] in (1e-3, 3e-3) and written["rates"]["metaiqa"] == 2e-3
+    assert set(written["rate_search"]["baseline"]) == {"0.001", "0.003"}
     assert [r["seed"] for r in written["runs"]["metaiqa"]] == [0, 1]
     assert "seed spread" in report["table"]
     for plot in ("scatter.png", "srocc_per_type.png", "training_curves.png"):
