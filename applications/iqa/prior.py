@@ -36,8 +36,8 @@ class PriorConfig:
     weight decay; random 224 x 224 crops (`task.crop`); the outer step of Eq. (8), plain gradient descent on
     the averaged task signal (`outer_optimizer="sgd"`).
 
-    Ours, where the paper gives no number or we deviate: `outer_optimizer="adam"` by default (plain SGD on
-    first-order signals needs a per-model rate; Adam is robust across backbones), `inner_lr` and `outer_lr`
+    Ours, where the paper gives no number or we deviate: `outer_optimizer="adam"` by default (plain SGD's
+    rate would need tuning per backbone and signal, not done on the real databases here), `inner_lr` and `outer_lr`
     1e-4 (the authors' code's Adam rate), `weight_decay` 1e-4, horizontal flips, and the epoch: one epoch
     is as many forward/backward passes of `task.batch_size` crops as the training images fill, whatever
     the algorithm, so that every algorithm at the same `epochs` spends the same passes. `iterations`, when
