@@ -7,9 +7,11 @@ Design (sized for `make demo` on a 2-core CPU in under 10 minutes, generation in
   number of forward+backward passes (`epochs` of the training images; printed).
 - Seen types: pooled and per-type SROCC on the training types x B, the test of what a prior learned.
 - Held-out types (never seen in training), x B: zero-shot, and after fine-tuning on that type x A.
-- The plain baseline's Adam rate and MetaIQA's outer rate are each chosen among a few candidates on a
-  validation split of A (never on B); the other settings are fixed in `DemoConfig` (docs/results.md says
-  how they were found).
+- The plain baseline's Adam rate is chosen among a few candidates on a validation split of A (never on B).
+  MetaIQA's outer rate (1e-3) was chosen the same way, by a longer search on the same validation split
+  (docs/results.md); a search inside the demo's budget is too short for MetaIQA to learn (its candidates
+  scored -0.06 to 0.00), so the demo does not repeat it. The other settings are fixed in `DemoConfig`
+  (docs/results.md says how they were found).
 - Everything over `seeds` (each seed its own content split, initialisation and sampling), mean and spread.
 """
 
@@ -48,14 +50,14 @@ class DemoConfig:
     held_out: tuple[int, ...] = (3, 10, 13)  # motion blur, JPEG, impulse noise
     algorithms: tuple[str, ...] = ("metaiqa", "baseline")
     seeds: tuple[int, ...] = (0, 1)
-    epochs: float = 10.0
+    epochs: float = 7.0
     tasks_per_batch: int = 1
     inner_steps: int = 1
     inner_steps_for: dict[str, int] = field(default_factory=lambda: {"fomaml": 2})
     inner_lr: float = 1e-3
     outer: dict[str, tuple[str, float]] = field(
         default_factory=lambda: {
-            "metaiqa": ("adam", 2e-3),
+            "metaiqa": ("adam", 1e-3),
             "reptile": ("adam", 2e-3),
             "fomaml": ("adam", 2e-3),
             "maml": ("adam", 2e-3),
@@ -64,9 +66,9 @@ class DemoConfig:
     )
     signal: str = "query_gradient"
     rate_candidates: dict[str, tuple[float, ...]] = field(
-        default_factory=lambda: {"baseline": (3e-4, 1e-3, 3e-3), "metaiqa": (1e-3, 2e-3, 4e-3)}
+        default_factory=lambda: {"baseline": (3e-4, 1e-3, 3e-3)}
     )
-    search_fraction: float = 1 / 3
+    search_fraction: float = 1 / 4
     validation_fraction: float = 0.25
     content_fraction: float = 0.5
     crop: int = 64
@@ -150,7 +152,7 @@ def split_contents(records: Sequence[IQARecord], config: DemoConfig, seed: int) 
 
 
 def choose_rates(
-    train: list[IQARecord], config: DemoConfig, out_dir: Path, store: ImageStore
+    train: list[IQARecord], config: DemoConfig, out_dir: Path, store: ImageStore, resume: bool = False
 ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Each searched algorithm's rate with the best SROCC on a validation split of the training contents.
 
@@ -170,7 +172,11 @@ def choose_rates(
             prior = dataclasses.replace(
                 config.prior(algorithm, seed=0, rate=rate), epochs=config.epochs * config.search_fraction
             )
-            model, _ = train_prior(prior, fit, out_dir / f"{algorithm}-{rate:g}", store=store)
+            run_dir = out_dir / f"{algorithm}-{rate:g}"
+            if resume and (run_dir / PRIOR_FILE).is_file():
+                model = load_prior(run_dir)
+            else:
+                model, _ = train_prior(prior, fit, run_dir, resume=resume, store=store)
             metrics, _ = evaluate_records(model, validation, EvalConfig(), store)
             scores[algorithm][f"{rate:g}"] = metrics["srocc"]
         rates[algorithm] = float(max(scores[algorithm], key=lambda k: scores[algorithm][k]))
@@ -229,7 +235,7 @@ def run_demo(config: DemoConfig, out_dir: Path, resume: bool = False) -> dict[st
         f"priors train on {len(first.train)} ({len({r.distortion for r in first.train})} types x half the "
         f"contents); held out: {', '.join(map(_type_name, config.held_out))}"
     )
-    rates, search = choose_rates(first.train, config, out_dir / "rate-search", store)
+    rates, search = choose_rates(first.train, config, out_dir / "rate-search", store, resume)
     for algorithm, rate in rates.items():
         tried = ", ".join(f"{k}: {v:.3f}" for k, v in search[algorithm].items())
         print(f"{algorithm}: rate {rate:g}, chosen on validation contents (SROCC {tried})")
