@@ -3,13 +3,14 @@
 from metalearn.algorithms import ALGORITHMS, MAML, MetaAlgorithm, MetaIQA, Pretrain, Reptile, get_algorithm
 from metalearn.sampler import FactoryTaskSampler, TaskSampler
 from metalearn.task import Task, TaskError
-from metalearn.trainer import MetaTrainer, TrainerConfig, mse_loss
+from metalearn.trainer import DivergedError, MetaTrainer, TrainerConfig, mse_loss
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ALGORITHMS",
     "MAML",
+    "DivergedError",
     "FactoryTaskSampler",
     "MetaAlgorithm",
     "MetaIQA",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,27 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say which
         raise ValueError(f"{path}: not a readable metalearn checkpoint ({exc.__class__.__name__})") from None
+
+
+def first_nonfinite(state: Mapping[str, Any]) -> str | None:
+    """The name of the first floating-point tensor in `state` (nested mappings too) holding a NaN or an
+    infinity, else None: what a diverged run leaves must never be saved or loaded silently. One host sync."""
+    named = list(_float_tensors(state))
+    if not named:
+        return None
+    device = named[0][1].device
+    finite = torch.stack([torch.isfinite(t).all().to(device) for _, t in named])
+    if bool(finite.all()):
+        return None
+    return named[int(torch.nonzero(~finite)[0])][0]
+
+
+def _float_tensors(state: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    for name, value in state.items():
+        if isinstance(value, Mapping):
+            yield from _float_tensors(value, f"{prefix}{name}.")
+        elif isinstance(value, torch.Tensor) and value.is_floating_point():
+            yield f"{prefix}{name}", value
 
 
 def save_json(data: dict[str, Any], path: str | Path) -> Path:

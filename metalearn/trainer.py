@@ -14,8 +14,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from metalearn.algorithms import MetaAlgorithm, get_algorithm
-from metalearn.algorithms.base import LossFn, freeze_batchnorm
-from metalearn.checkpoint import load_json, load_state, save_json, save_state
+from metalearn.algorithms.base import LossFn, MetaResult, freeze_batchnorm
+from metalearn.checkpoint import first_nonfinite, load_json, load_state, save_json, save_state
 from metalearn.distributed import all_reduce_sum, broadcast_module, rank_and_world
 from metalearn.logger import MetricsLogger
 from metalearn.sampler import TaskSampler
@@ -26,6 +26,19 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
+
+
+class DivergedError(RuntimeError):
+    """Training met a NaN or an infinity (loss, meta-gradient or weights) and stopped before saving it.
+
+    `iteration` is the outer iteration (1-based) that diverged; `task` its task's index in the meta-batch
+    (1-based) when one task is to blame. Checkpoints written before it stay on disk, all finite.
+    """
+
+    def __init__(self, message: str, iteration: int, task: int | None = None) -> None:
+        super().__init__(message)
+        self.iteration = iteration
+        self.task = task
 
 
 @dataclass
@@ -118,6 +131,7 @@ class MetaTrainer:
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self._base_inner_lr: float | None = getattr(self.algorithm, "inner_lr", None)
         self.iteration = 0
+        self.saved_iteration: int | None = None  # the iteration of the last checkpoint saved or loaded
         self.rank, self.world = rank_and_world()
         broadcast_module(self.model)
         self._outer_spec = outer_optimizer
@@ -174,9 +188,12 @@ class MetaTrainer:
         grad_sum: dict[str, Tensor] = {}
         buffer_sum: dict[str, Tensor] = {}
         loss_sum = torch.zeros(1, device=self.device)
-        for task in tasks[self.rank :: self.world]:
+        count = self.config.tasks_per_batch
+        faults = torch.zeros(count, device=self.device)  # per task: 1 non-finite loss, 2 non-finite gradient
+        for index in range(self.rank, count, self.world):
             with self._autocast():
-                result = self.algorithm.meta_step(self.model, task, self.loss_fn)
+                result = self.algorithm.meta_step(self.model, tasks[index], self.loss_fn)
+            faults[index] = _fault(result, self.device)
             _accumulate(grad_sum, result.gradient)
             _accumulate(buffer_sum, {k: v for k, v in result.buffers.items() if v.is_floating_point()})
             loss_sum += result.loss
@@ -188,8 +205,10 @@ class MetaTrainer:
         _fill_missing(buffer_sum, float_buffers)
         names = list(meta_params)
         buffer_names = list(float_buffers)
-        all_reduce_sum([grad_sum[n] for n in names] + [buffer_sum[n] for n in buffer_names] + [loss_sum])
-        count = self.config.tasks_per_batch
+        all_reduce_sum(
+            [grad_sum[n] for n in names] + [buffer_sum[n] for n in buffer_names] + [loss_sum, faults]
+        )
+        self._check_faults(faults)  # before the step: the model keeps its last finite weights
         for name in names:
             meta_params[name].grad = (grad_sum[name] / count).to(meta_params[name].dtype)
         if self.config.grad_clip:
@@ -204,6 +223,7 @@ class MetaTrainer:
             with torch.no_grad():
                 for name in buffer_names:
                     float_buffers[name].copy_(buffer_sum[name] / count)
+        self._check_weights(self.iteration + 1)
         self.iteration += 1
         elapsed = time.perf_counter() - start
         return {
@@ -213,6 +233,37 @@ class MetaTrainer:
             "tasks_per_s": count / elapsed,
             "seconds": elapsed,
         }
+
+    def _check_faults(self, faults: Tensor) -> None:
+        """Raise `DivergedError` naming the first task whose loss or meta-gradient was not finite."""
+        bad = torch.nonzero(faults).flatten().tolist()
+        if not bad:
+            return
+        index = int(bad[0])
+        what = "loss" if int(faults[index]) == 1 else "meta-gradient"
+        iteration = self.iteration + 1
+        raise DivergedError(
+            f"training diverged at iteration {iteration}, task {index + 1} of {faults.numel()}: non-finite "
+            f"{what} (learning rate too high?)",
+            iteration,
+            index + 1,
+        )
+
+    def _nonfinite_weight(self) -> str | None:
+        """The first model or algorithm weight (or buffer) holding a NaN or an infinity, else None."""
+        return first_nonfinite(
+            {"model": self.model.state_dict(), "algorithm": self.algorithm.extra_parameters()}
+        )
+
+    def _check_weights(self, iteration: int) -> None:
+        """Raise `DivergedError` if the outer step left a weight that is not finite."""
+        name = self._nonfinite_weight()
+        if name is not None:
+            raise DivergedError(
+                f"training diverged at iteration {iteration}: non-finite weights in {name} after the outer "
+                "step (outer learning rate too high?)",
+                iteration,
+            )
 
     def _sync_inner_lr(self) -> None:
         """With `decay_inner_lr`, scale the algorithm's inner rate by the outer schedule's current factor."""
@@ -266,6 +317,10 @@ class MetaTrainer:
                 every = self.config.checkpoint_every
                 if checkpoint_dir is not None and main_process and every and self.iteration % every == 0:
                     self.save_checkpoint(checkpoint_dir)
+        except DivergedError as exc:
+            if checkpoint_dir is None:
+                raise
+            raise DivergedError(f"{exc}; {self._kept(checkpoint_dir)}", exc.iteration, exc.task) from None
         finally:
             bar.close()
             if logger is not None:
@@ -273,6 +328,12 @@ class MetaTrainer:
         if checkpoint_dir is not None and main_process:
             self.save_checkpoint(checkpoint_dir)
         return rows
+
+    def _kept(self, directory: str | Path) -> str:
+        """Which checkpoint in `directory` survives a divergence (this run saved or resumed from it)."""
+        if self.saved_iteration is None or not (Path(directory) / CHECKPOINT_FILE).is_file():
+            return f"no checkpoint written to {directory}"
+        return f"last finite checkpoint: iteration {self.saved_iteration} in {directory}"
 
     def adapt(self, data: TaskData, steps: int | None = None) -> nn.Module:
         """A copy of the meta-trained model fine-tuned on `data` by the algorithm's own inner loop."""
@@ -304,7 +365,16 @@ class MetaTrainer:
         self._sync_inner_lr()
 
     def save_checkpoint(self, directory: str | Path) -> Path:
-        """Write `checkpoint.pt` (full training state), `model.pt` (weights only) and `config.json`."""
+        """Write `checkpoint.pt` (full training state), `model.pt` (weights only) and `config.json`.
+
+        Raises `DivergedError`, writing nothing, if a weight is not finite.
+        """
+        name = self._nonfinite_weight()
+        if name is not None:
+            raise DivergedError(
+                f"refusing to save a checkpoint at iteration {self.iteration}: non-finite weights in {name}",
+                self.iteration,
+            )
         directory = Path(directory)
         save_state(self.state_dict(), directory / CHECKPOINT_FILE)
         save_state(self.model.state_dict(), directory / MODEL_FILE)
@@ -317,12 +387,19 @@ class MetaTrainer:
             },
             directory / CONFIG_FILE,
         )
+        self.saved_iteration = self.iteration
         return directory
 
     def load_checkpoint(self, directory: str | Path) -> None:
-        directory = Path(directory)
-        self.load_state_dict(load_state(directory / CHECKPOINT_FILE, map_location=self.device))
-        load_json(directory / CONFIG_FILE)  # fail early on a damaged config
+        """Resume from `directory`; a checkpoint with a NaN or an infinity in its weights is a ValueError."""
+        path = Path(directory) / CHECKPOINT_FILE
+        state = load_state(path, map_location=self.device)
+        name = first_nonfinite({"model": state.get("model", {}), "algorithm": state.get("algorithm", {})})
+        if name is not None:
+            raise ValueError(f"{path}: non-finite weights in {name} (saved by a diverged run?)")
+        self.load_state_dict(state)
+        load_json(Path(directory) / CONFIG_FILE)  # fail early on a damaged config
+        self.saved_iteration = self.iteration
 
 
 def _accumulate(total: dict[str, Tensor], new: dict[str, Tensor]) -> None:
@@ -332,6 +409,15 @@ def _accumulate(total: dict[str, Tensor], new: dict[str, Tensor]) -> None:
             total[name] += value
         else:
             total[name] = value.clone()
+
+
+def _fault(result: MetaResult, device: torch.device) -> Tensor:
+    """0 if a task's loss, meta-gradient and buffers are all finite, 1 if its loss is not, else 2 (no host sync)."""
+    loss = torch.as_tensor(result.loss, dtype=torch.float32, device=device)
+    tensors = [*result.gradient.values(), *(b for b in result.buffers.values() if b.is_floating_point())]
+    finite = [torch.isfinite(t).all().to(device) for t in tensors]
+    rest_ok = torch.stack(finite).all() if finite else torch.ones((), dtype=torch.bool, device=device)
+    return torch.where(torch.isfinite(loss).all(), torch.where(rest_ok, 0.0, 2.0), 1.0).to(device)
 
 
 def _fill_missing(total: dict[str, Tensor], reference: dict[str, Tensor]) -> None:
