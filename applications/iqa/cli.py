@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from metalearn import DivergedError
 from metalearn_iqa.data.records import DatasetError, IQARecord, write_table
 from metalearn_iqa.model import ModelConfig, WeightsError, save_model
 
@@ -28,13 +29,13 @@ class CLIError(click.ClickException):
 
 
 def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the library's input errors into one-line CLI errors with a non-zero exit."""
+    """Turn the library's input errors, and a diverged training run, into one-line CLI errors (exit 2)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (DatasetError, WeightsError, FileNotFoundError, ValueError, ImportError) as exc:
+        except (DatasetError, WeightsError, DivergedError, FileNotFoundError, ValueError, ImportError) as exc:
             raise CLIError(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__) from None
 
     return wrapper

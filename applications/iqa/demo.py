@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from metalearn import DivergedError
 from metalearn.logger import read_metrics
 from metalearn_iqa.data.distortions import DISTORTIONS
 from metalearn_iqa.data.records import IQARecord
@@ -153,17 +154,17 @@ def split_contents(records: Sequence[IQARecord], config: DemoConfig, seed: int) 
 
 def choose_rates(
     train: list[IQARecord], config: DemoConfig, out_dir: Path, store: ImageStore, resume: bool = False
-) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+) -> tuple[dict[str, float], dict[str, dict[str, float | None]]]:
     """Each searched algorithm's rate with the best SROCC on a validation split of the training contents.
 
     Short runs (`search_fraction` of the budget) on the rest of the training contents; the test contents
-    are never looked at.
+    are never looked at. A rate whose run diverges scores None and is never chosen.
     """
     fit, validation = split_by_reference(
         train, 1.0 - config.validation_fraction, torch.Generator().manual_seed(12345)
     )
     rates: dict[str, float] = {}
-    scores: dict[str, dict[str, float]] = {}
+    scores: dict[str, dict[str, float | None]] = {}
     for algorithm, candidates in config.rate_candidates.items():
         if algorithm not in config.algorithms:
             continue
@@ -173,14 +174,28 @@ def choose_rates(
                 config.prior(algorithm, seed=0, rate=rate), epochs=config.epochs * config.search_fraction
             )
             run_dir = out_dir / f"{algorithm}-{rate:g}"
-            if resume and (run_dir / PRIOR_FILE).is_file():
-                model = load_prior(run_dir)
-            else:
-                model, _ = train_prior(prior, fit, run_dir, resume=resume, store=store)
+            try:
+                if resume and (run_dir / PRIOR_FILE).is_file():
+                    model = load_prior(run_dir)
+                else:
+                    model, _ = train_prior(prior, fit, run_dir, resume=resume, store=store)
+            except DivergedError:
+                scores[algorithm][f"{rate:g}"] = None  # a rate that diverges is never chosen
+                continue
             metrics, _ = evaluate_records(model, validation, EvalConfig(), store)
             scores[algorithm][f"{rate:g}"] = metrics["srocc"]
-        rates[algorithm] = float(max(scores[algorithm], key=lambda k: scores[algorithm][k]))
+        rates[algorithm] = _best_rate(algorithm, scores[algorithm])
     return rates, scores
+
+
+def _best_rate(algorithm: str, scores: dict[str, float | None]) -> float:
+    """The rate with the best validation SROCC among those that did not diverge."""
+    finite = {rate: score for rate, score in scores.items() if score is not None}
+    if not finite:
+        raise DivergedError(
+            f"{algorithm}: training diverged at every candidate rate ({', '.join(scores)})", 0
+        )
+    return float(max(finite, key=lambda rate: finite[rate]))
 
 
 def evaluate_prior(
@@ -237,7 +252,9 @@ def run_demo(config: DemoConfig, out_dir: Path, resume: bool = False) -> dict[st
     )
     rates, search = choose_rates(first.train, config, out_dir / "rate-search", store, resume)
     for algorithm, rate in rates.items():
-        tried = ", ".join(f"{k}: {v:.3f}" for k, v in search[algorithm].items())
+        tried = ", ".join(
+            f"{k}: {'diverged' if v is None else f'{v:.3f}'}" for k, v in search[algorithm].items()
+        )
         print(f"{algorithm}: rate {rate:g}, chosen on validation contents (SROCC {tried})")
 
     runs: dict[str, list[dict[str, Any]]] = {a: [] for a in config.algorithms}

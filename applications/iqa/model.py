@@ -25,6 +25,8 @@ from torch import Tensor, nn
 from torchvision import transforms
 from torchvision.models import ResNet18_Weights, resnet18
 
+from metalearn.checkpoint import first_nonfinite
+
 __all__ = [
     "BACKBONES",
     "HEADS",
@@ -275,8 +277,14 @@ def build_model(config: ModelConfig | None = None) -> IQANet:
 
 
 def save_model(model: IQANet, config: ModelConfig, path: str | os.PathLike[str]) -> Path:
-    """Write tensors + JSON config to ``path`` atomically; the file loads with ``weights_only=True``."""
+    """Write tensors + JSON config to ``path`` atomically; the file loads with ``weights_only=True``.
+
+    Weights holding a NaN or an infinity (a diverged run) raise `WeightsError` and nothing is written.
+    """
     path = Path(path)
+    bad = first_nonfinite(model.state_dict())
+    if bad is not None:
+        raise WeightsError(f"{path}: refusing to write non-finite weights ({bad}): training diverged")
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -309,6 +317,10 @@ def load_model(
         raise WeightsError(
             f"{path} is not a metalearn_iqa model checkpoint (expected format {CHECKPOINT_FORMAT})"
         )
+    state = payload.get("state_dict")
+    bad = first_nonfinite(state) if isinstance(state, Mapping) else None
+    if bad is not None:
+        raise WeightsError(f"{path}: non-finite weights in {bad} (saved by a diverged run?)")
     config = ModelConfig.from_json(payload["config"])
     model = IQANet(config)
     try:

@@ -191,8 +191,14 @@ def train_prior(
     store: ImageStore | None = None,
     checkpoint_every: int = 25,
 ) -> tuple[IQANet, list[dict[str, float]]]:
-    """Meta-train a prior on `records`, checkpointing to `out_dir` (resumable); writes `prior.pt` at the end."""
+    """Meta-train a prior on `records`, checkpointing to `out_dir` (resumable); writes `prior.pt` at the end.
+
+    A `prior.pt` left in `out_dir` by an earlier run is removed first, so that a run that fails (a
+    `DivergedError`, say) leaves no prior that looks finished.
+    """
     out = Path(out_dir)
+    for stale in (PRIOR_FILE, SUMMARY_FILE):
+        (out / stale).unlink(missing_ok=True)
     trainer = make_trainer(config, records, store)
     trainer.config.checkpoint_every = checkpoint_every
     iterations = config.total_iterations(len(records))

@@ -422,3 +422,72 @@ def test_algorithm_help_explains_the_baselines() -> None:
     text = " ".join(result.output.split())
     assert "pooled-baseline" in text and "fair" in text and "--outer-optimizer" in text
     assert "--epochs" in text and "--backbone" in text
+
+
+# --------------------------------------------------------------------------------- non-finite weights
+
+
+def _nan_prior(path: Path) -> Path:
+    """A prior file in the right format whose weights hold a NaN (as a diverged run would have written)."""
+    model = build_model(ModelConfig(backbone="small", width=4))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    next(v for v in state.values() if v.is_floating_point())[0] = float("nan")
+    save_model(model, ModelConfig(backbone="small", width=4), path)
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"] = state
+    torch.save(payload, path)
+    return path
+
+
+def test_diverged_training_is_a_one_line_error_and_writes_no_prior(kadid_root: Path, tmp_path: Path) -> None:
+    result = run(
+        "iqa", "train", "--dataset", "kadid10k", "--root", str(kadid_root), *SMALL_FAST,
+        "--iterations", "3", "--outer-lr", "1e30", "--out", "run",
+    )  # fmt: skip
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert "diverged at iteration" in errors[0] and "no checkpoint written" in errors[0]
+    assert "prior written" not in result.output
+    assert not (tmp_path / "run" / "prior.pt").exists() and not (tmp_path / "run" / "prior.json").exists()
+
+
+def test_a_failed_run_removes_the_previous_prior(kadid_root: Path, tmp_path: Path) -> None:
+    stale = tmp_path / "run" / "prior.pt"
+    save_model(
+        build_model(ModelConfig(backbone="small", width=4)), ModelConfig(backbone="small", width=4), stale
+    )
+    result = run(
+        "iqa", "train", "--dataset", "kadid10k", "--root", str(kadid_root), *SMALL_FAST,
+        "--iterations", "3", "--outer-lr", "1e30", "--out", "run",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert not stale.exists()
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "finetune"])
+def test_a_nan_prior_is_a_one_line_error_naming_the_file(
+    command: str, tmp_path: Path, image_folder: Path, kadid_root: Path
+) -> None:
+    prior = _nan_prior(tmp_path / "nan" / "prior.pt")
+    data = ["--dataset", "kadid10k", "--root", str(kadid_root)]
+    args = {
+        "predict": [str(image_folder), "--checkpoint", str(prior)],
+        "evaluate": [*data, "--checkpoint", str(prior)],
+        "finetune": ["--checkpoint", str(prior), *data, "--epochs", "1", "--out", "ft.pt"],
+    }[command]
+    result = run("iqa", command, *args)
+    assert_one_line_error(result, str(prior), "non-finite")
+    assert not (tmp_path / "ft.pt").exists()
+
+
+def test_diverged_finetuning_is_a_one_line_error_and_writes_nothing(kadid_root: Path, tmp_path: Path) -> None:
+    prior = save_model(
+        build_model(ModelConfig(backbone="small", width=4)), ModelConfig(backbone="small", width=4), "p.pt"
+    )
+    result = run(
+        "iqa", "finetune", "--checkpoint", str(prior), "--dataset", "kadid10k", "--root", str(kadid_root),
+        "--epochs", "2", "--lr", "1e30", "--batch-size", "4", "--train-crop", "32", "--out", "ft.pt",
+    )  # fmt: skip
+    assert_one_line_error(result, "fine-tuning diverged in epoch 1")
+    assert not (tmp_path / "ft.pt").exists()

@@ -110,3 +110,30 @@ def test_verdict_says_whether_the_gap_beats_the_seed_spread() -> None:
     assert "in favour of baseline" in verdict(_summary([0.5, 0.5], [0.6, 0.61]))
     assert "NOT larger than the spread" in verdict(_summary([0.6, 0.4], [0.5, 0.5]))
     assert "one seed" in verdict(_summary([0.6], [0.5]))
+
+
+def test_a_rate_that_diverges_is_never_chosen(
+    kadid_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from metalearn import DivergedError
+    from metalearn_iqa import demo
+    from metalearn_iqa.data.registry import load_dataset
+    from metalearn_iqa.images import ImageStore
+
+    diverging = {"1e-05", "0.003"}
+
+    def train(prior, records, run_dir, resume=False, store=None):  # noqa: ANN001, ANN202
+        if Path(run_dir).name.split("-", 1)[1] in diverging:
+            raise DivergedError("training diverged at iteration 1", 1)
+        return object(), []
+
+    monkeypatch.setattr(demo, "train_prior", train)
+    monkeypatch.setattr(demo, "evaluate_records", lambda *args: ({"srocc": 0.5}, None))
+    records = load_dataset("kadid10k", str(kadid_root))
+    config = _config(rate_candidates={"baseline": (1e-5, 1e-3, 3e-3)}, algorithms=("baseline",))
+    rates, scores = demo.choose_rates(records, config, tmp_path, ImageStore())
+    assert rates == {"baseline": 1e-3}
+    assert scores == {"baseline": {"1e-05": None, "0.001": 0.5, "0.003": None}}
+    diverging.add("0.001")
+    with pytest.raises(DivergedError, match="baseline: training diverged at every candidate rate"):
+        demo.choose_rates(records, config, tmp_path, ImageStore())

@@ -171,3 +171,29 @@ def test_finetune_rejects_bad_settings(mixed: list[IQARecord]) -> None:
         FinetuneConfig(epochs=1, batch_size=1)
     with pytest.raises(DatasetError, match="at least 2"):
         finetune(_tiny_model(), mixed[:1], FinetuneConfig(epochs=1, crop=32))
+
+
+class NaNModel(nn.Module):
+    """Scores every image NaN, as a model with overflowing weights would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * x.mean(dim=(1, 2, 3)) * float("nan")
+
+
+def test_a_non_finite_score_is_an_error_naming_the_image(mixed: list[IQARecord]) -> None:
+    with pytest.raises(ValueError, match=rf"{mixed[0].path}: the model's score is nan"):
+        predict_records(NaNModel(), mixed)
+
+
+def test_diverged_finetuning_raises(mixed: list[IQARecord]) -> None:
+    from metalearn import DivergedError
+
+    model = build_model(ModelConfig(backbone="small", width=4))
+    config = FinetuneConfig(epochs=3, lr=1e30, batch_size=4, crop=32)
+    with pytest.raises(DivergedError, match="fine-tuning diverged in epoch 1: non-finite weights") as caught:
+        finetune(model, mixed, config)
+    assert caught.value.iteration == 1
