@@ -85,8 +85,15 @@ class ImageStore:
     """Decoded images by path, kept in an LRU cache of `capacity` images (decoding dominates small models)."""
 
     def __init__(self, capacity: int = 4096) -> None:
+        if capacity < 0:
+            raise ValueError(f"capacity must be at least 0 images, got {capacity}")
         self.capacity = capacity
         self._cache: OrderedDict[str, Tensor] = OrderedDict()
+
+    @property
+    def held(self) -> int:
+        """How many decoded images the store holds now (not `__len__`: an empty store must stay truthy)."""
+        return len(self._cache)
 
     def __call__(self, path: str) -> Tensor:
         image = self._cache.get(path)

@@ -110,8 +110,12 @@ def predict_records(
     store: ImageStore | None = None,
     progress: bool = False,
 ) -> np.ndarray:
-    """Predicted quality (higher = better) per record or image path, model in eval mode."""
-    store = store or ImageStore(capacity=256)
+    """Predicted quality (higher = better) per record or image path, model in eval mode.
+
+    Without a `store`, at most one batch of decoded full-size images is held at a time (each image is read
+    once, and camera photos add up); a caller's store, shared with training, keeps its own capacity.
+    """
+    store = store if store is not None else ImageStore(capacity=config.batch_size)
     paths = [r if isinstance(r, str) else r.path for r in records]
     device = next(model.parameters()).device
     was_training = model.training

@@ -491,3 +491,40 @@ def test_diverged_finetuning_is_a_one_line_error_and_writes_nothing(kadid_root: 
     )  # fmt: skip
     assert_one_line_error(result, "fine-tuning diverged in epoch 1")
     assert not (tmp_path / "ft.pt").exists()
+
+
+# --------------------------------------------------------------------------------------- large images
+
+
+def test_predict_holds_at_most_one_batch_of_decoded_images(
+    spy: SizeSpy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from metalearn_iqa import inference
+
+    held: list[int] = []
+
+    class Store(inference.ImageStore):
+        def __call__(self, path: str) -> torch.Tensor:
+            image = super().__call__(path)
+            held.append(self.held)
+            return image
+
+    monkeypatch.setattr(inference, "ImageStore", Store)
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(40):
+        Image.fromarray(np.full((6, 7, 3), i, dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    result = run("iqa", "predict", str(folder), "--checkpoint", "m.pt")
+    assert result.exit_code == 0, result.output
+    assert len(result.output.splitlines()) == 40 and len(held) == 40
+    assert max(held) <= inference.EvalConfig().batch_size < 40
+
+
+@pytest.mark.parametrize("side", [11, 21])  # past Pillow's limit (a warning), past twice it (an error)
+def test_predict_on_a_decompression_bomb_is_a_one_line_error(
+    side: int, spy: SizeSpy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Image.fromarray(np.zeros((10, side, 3), dtype=np.uint8)).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    result = run("iqa", "predict", "bomb.png", "--checkpoint", "m.pt")
+    assert_one_line_error(result, "bomb.png", "too large to decode safely", f"{10 * side} pixels")

@@ -197,3 +197,35 @@ def test_diverged_finetuning_raises(mixed: list[IQARecord]) -> None:
     with pytest.raises(DivergedError, match="fine-tuning diverged in epoch 1: non-finite weights") as caught:
         finetune(model, mixed, config)
     assert caught.value.iteration == 1
+
+
+class PeakStore(ImageStore):
+    """An ImageStore that remembers the most decoded images it ever held; every instance is recorded."""
+
+    made: list[PeakStore] = []
+
+    def __init__(self, capacity: int = 4096) -> None:
+        super().__init__(capacity)
+        self.peak = 0
+        PeakStore.made.append(self)
+
+    def __call__(self, path: str) -> torch.Tensor:
+        image = super().__call__(path)
+        self.peak = max(self.peak, self.held)
+        return image
+
+
+def test_prediction_holds_at_most_one_batch_of_images(
+    mixed: list[IQARecord], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inference, "ImageStore", PeakStore)
+    PeakStore.made.clear()
+    config = EvalConfig(batch_size=3)
+    scores = predict_records(SizeSpy(), mixed, config)
+    evaluate_records(SizeSpy(), mixed, config)
+    assert len(scores) == len(mixed) == 10
+    assert len(PeakStore.made) == 2
+    assert all(0 < store.peak <= config.batch_size for store in PeakStore.made)
+    shared = ImageStore(capacity=100)  # a caller's store (shared with training) keeps its capacity
+    predict_records(SizeSpy(), mixed, config, shared)
+    assert shared.held == len(mixed)
