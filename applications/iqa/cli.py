@@ -68,14 +68,9 @@ def _run_mode(resume: bool, overwrite: bool) -> None:
 def _writable_folder(path: Path, option: str) -> Path:
     """Create `path` if needed and check a file can be written in it, before any work starts."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path, prefix=".write-test-"):
-            pass
+        _probe_folder(path)
     except OSError as exc:
-        reason = exc.strerror or exc.__class__.__name__
-        if isinstance(exc, FileExistsError) or (path.exists() and not path.is_dir()):
-            reason = "a file is in the way"
-        raise CLIError(f"{option} {path}: cannot write a folder there ({reason})") from None
+        raise CLIError(f"{option} {path}: cannot write a folder there ({_reason(exc, path)})") from None
     return path
 
 
@@ -83,8 +78,26 @@ def _writable_file(path: Path, option: str) -> Path:
     """Check the folder of an output file is writable (creating it) and that `path` is not a folder."""
     if path.is_dir():
         raise CLIError(f"{option} {path}: is a folder, expected a file name")
-    _writable_folder(path.parent, option)
+    try:
+        _probe_folder(path.parent)
+    except OSError as exc:
+        raise CLIError(
+            f"{option} {path}: cannot write the file there ({_reason(exc, path.parent)})"
+        ) from None
     return path
+
+
+def _probe_folder(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path, prefix=".write-test-"):
+        pass
+
+
+def _reason(exc: OSError, folder: Path) -> str:
+    """Why a folder cannot be written, in words (a file where a folder should be is the common case)."""
+    if isinstance(exc, FileExistsError | NotADirectoryError) or (folder.exists() and not folder.is_dir()):
+        return "a file is in the way"
+    return exc.strerror or exc.__class__.__name__
 
 
 def _check_device(device: str) -> None:
