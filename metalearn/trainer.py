@@ -247,7 +247,7 @@ class MetaTrainer:
         group = self.scheduler.optimizer.param_groups[0]
         self.algorithm.inner_lr = self._base_inner_lr * group["lr"] / group["initial_lr"]  # type: ignore[attr-defined]
 
-    # -- the loop ---------------------------------------------------------------------------------
+    # -- the loop ----------------------------------------------------------------------------------
     def fit(
         self,
         iterations: int,
