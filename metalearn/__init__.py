@@ -1,6 +1,7 @@
 """metalearn: task abstractions, pluggable meta-learning algorithms and one shared training loop."""
 
 from metalearn.algorithms import ALGORITHMS, MAML, MetaAlgorithm, MetaIQA, Pretrain, Reptile, get_algorithm
+from metalearn.runs import ResumeMismatchError, RunExistsError, RunFolderError, RunLockedError
 from metalearn.sampler import FactoryTaskSampler, TaskSampler
 from metalearn.task import Task, TaskError
 from metalearn.trainer import DivergedError, MetaTrainer, TrainerConfig, mse_loss
@@ -17,6 +18,10 @@ __all__ = [
     "MetaTrainer",
     "Pretrain",
     "Reptile",
+    "ResumeMismatchError",
+    "RunExistsError",
+    "RunFolderError",
+    "RunLockedError",
     "Task",
     "TaskError",
     "TaskSampler",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +18,8 @@ from metalearn.algorithms import MetaAlgorithm, get_algorithm
 from metalearn.algorithms.base import LossFn, MetaResult, freeze_batchnorm
 from metalearn.checkpoint import first_nonfinite, load_json, load_state, save_json, save_state
 from metalearn.distributed import all_reduce_sum, broadcast_module, rank_and_world
-from metalearn.logger import MetricsLogger
+from metalearn.logger import METRICS_FILE, TENSORBOARD_DIR, MetricsLogger
+from metalearn.runs import ResumeMismatchError, claim_run_dir, lock_run_dir, settings_diff
 from metalearn.sampler import TaskSampler
 from metalearn.task import TaskData
 
@@ -26,6 +28,10 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
+RUN_FILES = (CHECKPOINT_FILE, MODEL_FILE, CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR)
+"""What a run writes into its checkpoint (and log) folder: what `overwrite=True` may delete."""
+NON_MATHS_FIELDS = ("progress", "checkpoint_every")
+"""`TrainerConfig` fields a resumed run may change: they do not change the weights."""
 
 
 class DivergedError(RuntimeError):
@@ -87,10 +93,24 @@ class TrainerConfig:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """`"auto"` means CUDA when present, else CPU."""
+    """`"auto"` means CUDA when present, else CPU; a device this machine lacks is a `ValueError` up front."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {str(device)!r}: use auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r}: no CUDA GPU is available here (use cpu or auto)")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise ValueError(
+                f"device {str(device)!r}: only {count} CUDA device(s) here (cuda:0 to cuda:{count - 1})"
+            )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r}: MPS is not available here (use cpu or auto)")
+    return resolved
 
 
 def mse_loss(pred: Tensor, target: Tensor) -> Tensor:
@@ -104,6 +124,9 @@ class MetaTrainer:
     Each iteration samples `tasks_per_batch` tasks with the trainer's own `torch.Generator`, averages their
     meta-gradients (over processes too under `torchrun`: every rank samples the same meta-batch and works on
     its share), writes the mean into `.grad` and steps one outer optimizer.
+
+    `run_config` holds the settings outside the trainer that shape the run (the data, the network's
+    architecture...): stored with each checkpoint and compared, like the trainer's own, on resume.
     """
 
     def __init__(
@@ -116,8 +139,10 @@ class MetaTrainer:
         tasks_per_batch: int | None = None,
         device: str | torch.device = "auto",
         config: TrainerConfig | None = None,
+        run_config: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = config or TrainerConfig()
+        self.run_config = dict(run_config or {})
         if tasks_per_batch is not None:
             self.config.tasks_per_batch = tasks_per_batch
         self.config.validate()
@@ -132,6 +157,7 @@ class MetaTrainer:
         self._base_inner_lr: float | None = getattr(self.algorithm, "inner_lr", None)
         self.iteration = 0
         self.saved_iteration: int | None = None  # the iteration of the last checkpoint saved or loaded
+        self._run_dirs: set[Path] = set()  # folders whose checkpoint is this trainer's current state
         self.rank, self.world = rank_and_world()
         broadcast_module(self.model)
         self._outer_spec = outer_optimizer
@@ -280,17 +306,46 @@ class MetaTrainer:
         log_dir: str | Path | None = None,
         resume: bool = False,
         callback: Callable[[dict[str, float]], None] | None = None,
+        overwrite: bool = False,
     ) -> list[dict[str, float]]:
         """Run outer iterations until `iterations` in total (counting resumed ones); return this run's rows.
 
         With `resume=True` and a checkpoint in `checkpoint_dir`, training continues from it and ends with
-        the same weights an uninterrupted run would have.
+        the same weights an uninterrupted run would have; its settings must match this trainer's, and
+        `iterations` may not be fewer than it has done. Otherwise the folders must hold no previous run
+        (`RunExistsError`) unless `overwrite=True` deletes it first. The folders are locked while training
+        (`RunLockedError` for a second run on them).
         """
         if iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {iterations}")
+        if resume and overwrite:
+            raise ValueError("resume and overwrite exclude each other: continue the run or replace it")
         main_process = self.rank == 0
-        if resume and checkpoint_dir is not None and (Path(checkpoint_dir) / CHECKPOINT_FILE).is_file():
-            self.load_checkpoint(checkpoint_dir)
+        folders = _distinct_folders(checkpoint_dir, log_dir) if main_process else []
+        with contextlib.ExitStack() as locks:
+            for folder in folders:
+                locks.enter_context(lock_run_dir(folder))
+                continuing = resume or (not overwrite and folder.resolve() in self._run_dirs)
+                claim_run_dir(folder, RUN_FILES, resume=continuing, overwrite=overwrite)
+            if resume and checkpoint_dir is not None and (Path(checkpoint_dir) / CHECKPOINT_FILE).is_file():
+                self.load_checkpoint(checkpoint_dir)
+                if self.iteration > iterations:
+                    raise ResumeMismatchError(
+                        f"{checkpoint_dir}: the checkpoint has done {self.iteration} iterations, more than the "
+                        f"{iterations} asked for; resume with a budget of at least {self.iteration}",
+                        checkpoint_dir,
+                    )
+            return self._loop(iterations, checkpoint_dir, log_dir, callback)
+
+    def _loop(
+        self,
+        iterations: int,
+        checkpoint_dir: str | Path | None,
+        log_dir: str | Path | None,
+        callback: Callable[[dict[str, float]], None] | None,
+    ) -> list[dict[str, float]]:
+        """Step, log and checkpoint until `iterations` (the folders are already claimed and locked)."""
+        main_process = self.rank == 0
         logger = (
             MetricsLogger(log_dir or checkpoint_dir) if main_process and (log_dir or checkpoint_dir) else None
         )
@@ -340,18 +395,68 @@ class MetaTrainer:
         return self.algorithm.adapt(self.model, data, self.loss_fn, steps)
 
     # -- checkpoints -------------------------------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        """What a checkpoint must share with this trainer to be resumed by it: all but budget and display.
+
+        The algorithm's `inner_lr` is its starting rate (the schedule decays the live one).
+        """
+        algorithm = dict(self.algorithm.config())
+        if self._base_inner_lr is not None and "inner_lr" in algorithm:
+            algorithm["inner_lr"] = self._base_inner_lr
+        trainer = {k: v for k, v in asdict(self.config).items() if k not in NON_MATHS_FIELDS}
+        settings = {
+            "run": self.run_config,
+            "algorithm": algorithm,
+            "trainer": trainer,
+            "model_class": type(self.model).__name__,
+        }
+        return json.loads(json.dumps(settings, default=str))  # as the JSON file will hold it
+
+    def check_settings(self, stored: Mapping[str, Any], directory: str | Path) -> None:
+        """Refuse a checkpoint trained with other settings, listing each difference (`old -> new`)."""
+        current = self.settings()
+        diffs = settings_diff(stored.get("run", {}), current["run"])
+        old_algorithm, new_algorithm = stored.get("algorithm", {}), current["algorithm"]
+        if old_algorithm.get("name") != new_algorithm.get("name"):  # the other keys are another algorithm's
+            old_algorithm = {"name": old_algorithm.get("name")}
+            new_algorithm = {"name": new_algorithm["name"]}
+        diffs += settings_diff(old_algorithm, new_algorithm, "algorithm.")
+        diffs += settings_diff(stored.get("trainer", {}), current["trainer"], "trainer.")
+        if stored.get("model_class", current["model_class"]) != current["model_class"]:
+            diffs.append(f"model class: {stored['model_class']!r} -> {current['model_class']!r}")
+        if diffs:
+            raise ResumeMismatchError(
+                f"{directory}: cannot resume, the checkpoint was trained with other settings "
+                f"({'; '.join(diffs)}); only the budget may change",
+                directory,
+            )
+
     def state_dict(self) -> dict[str, Any]:
-        return {
+        """The full training state, every random stream included (dropout draws from torch's global one)."""
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        state = {
             "iteration": self.iteration,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "generator": self.generator.get_state(),
             "algorithm": self.algorithm.state_dict(),
+            "rng": rng,
         }
+        if hasattr(self.sampler, "state_dict"):  # a sampler that keeps its own random stream
+            state["sampler"] = self.sampler.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:  # another architecture: say so in one line, not PyTorch's key list
+            first = str(exc).splitlines()[0].rstrip(":")
+            raise ResumeMismatchError(
+                f"the checkpoint's model does not fit this one ({first})", "."
+            ) from None
         self.algorithm.load_state_dict(state["algorithm"])
         if state["optimizer"] is not None:
             if self.optimizer is None:
@@ -360,7 +465,10 @@ class MetaTrainer:
             self.optimizer.load_state_dict(state["optimizer"])
         if state["scheduler"] is not None and self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())
+        _restore_rng(state.get("rng", {}))
+        if "sampler" in state and hasattr(self.sampler, "load_state_dict"):
+            self.sampler.load_state_dict(state["sampler"])
         self.iteration = int(state["iteration"])
         self._sync_inner_lr()
 
@@ -384,22 +492,50 @@ class MetaTrainer:
                 "algorithm": self.algorithm.config(),
                 "trainer": asdict(self.config),
                 "model_class": type(self.model).__name__,
+                "settings": self.settings(),
             },
             directory / CONFIG_FILE,
         )
         self.saved_iteration = self.iteration
+        self._run_dirs.add(directory.resolve())
         return directory
 
     def load_checkpoint(self, directory: str | Path) -> None:
-        """Resume from `directory`; a checkpoint with a NaN or an infinity in its weights is a ValueError."""
-        path = Path(directory) / CHECKPOINT_FILE
+        """Restore the training state saved in `directory`, after checking it was trained like this run.
+        A checkpoint with a NaN or an infinity in its weights is a ValueError."""
+        directory = Path(directory)
+        stored = load_json(directory / CONFIG_FILE)  # fail early on a damaged config
+        if "settings" in stored:  # older checkpoints did not record them
+            self.check_settings(stored["settings"], directory)
+        path = directory / CHECKPOINT_FILE
         state = load_state(path, map_location=self.device)
         name = first_nonfinite({"model": state.get("model", {}), "algorithm": state.get("algorithm", {})})
         if name is not None:
             raise ValueError(f"{path}: non-finite weights in {name} (saved by a diverged run?)")
-        self.load_state_dict(state)
-        load_json(Path(directory) / CONFIG_FILE)  # fail early on a damaged config
+        try:
+            self.load_state_dict(state)
+        except ResumeMismatchError as exc:
+            raise ResumeMismatchError(f"{directory}: {exc}", directory) from None
         self.saved_iteration = self.iteration
+        self._run_dirs.add(directory.resolve())
+
+
+def _restore_rng(rng: Mapping[str, Any]) -> None:
+    """Put torch's global random streams back where a checkpoint left them (CUDA's when both have them)."""
+    if "torch" in rng:
+        torch.set_rng_state(rng["torch"].cpu())
+    cuda = rng.get("cuda")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+
+
+def _distinct_folders(*folders: str | Path | None) -> list[Path]:
+    """The given folders without `None`s and repeats, in order."""
+    seen: dict[Path, Path] = {}
+    for folder in folders:
+        if folder is not None:
+            seen.setdefault(Path(folder).resolve(), Path(folder))
+    return list(seen.values())
 
 
 def _accumulate(total: dict[str, Tensor], new: dict[str, Tensor]) -> None:

@@ -153,7 +153,12 @@ def split_contents(records: Sequence[IQARecord], config: DemoConfig, seed: int) 
 
 
 def choose_rates(
-    train: list[IQARecord], config: DemoConfig, out_dir: Path, store: ImageStore, resume: bool = False
+    train: list[IQARecord],
+    config: DemoConfig,
+    out_dir: Path,
+    store: ImageStore,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> tuple[dict[str, float], dict[str, dict[str, float | None]]]:
     """Each searched algorithm's rate with the best SROCC on a validation split of the training contents.
 
@@ -178,7 +183,9 @@ def choose_rates(
                 if resume and (run_dir / PRIOR_FILE).is_file():
                     model = load_prior(run_dir)
                 else:
-                    model, _ = train_prior(prior, fit, run_dir, resume=resume, store=store)
+                    model, _ = train_prior(
+                        prior, fit, run_dir, resume=resume, store=store, overwrite=overwrite
+                    )
             except DivergedError:
                 scores[algorithm][f"{rate:g}"] = None  # a rate that diverges is never chosen
                 continue
@@ -237,8 +244,13 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def run_demo(config: DemoConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]:
-    """Generate (or reuse) the database, choose the baseline's rate, train every prior per seed, compare."""
+def run_demo(
+    config: DemoConfig, out_dir: Path, resume: bool = False, overwrite: bool = False
+) -> dict[str, Any]:
+    """Generate (or reuse) the database, choose the baseline's rate, train every prior per seed, compare.
+
+    `resume` reuses finished priors and continues interrupted ones; `overwrite` retrains over old runs.
+    """
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads)
@@ -250,7 +262,7 @@ def run_demo(config: DemoConfig, out_dir: Path, resume: bool = False) -> dict[st
         f"priors train on {len(first.train)} ({len({r.distortion for r in first.train})} types x half the "
         f"contents); held out: {', '.join(map(_type_name, config.held_out))}"
     )
-    rates, search = choose_rates(first.train, config, out_dir / "rate-search", store, resume)
+    rates, search = choose_rates(first.train, config, out_dir / "rate-search", store, resume, overwrite)
     for algorithm, rate in rates.items():
         tried = ", ".join(
             f"{k}: {'diverged' if v is None else f'{v:.3f}'}" for k, v in search[algorithm].items()
@@ -268,7 +280,9 @@ def run_demo(config: DemoConfig, out_dir: Path, resume: bool = False) -> dict[st
             if resume and (run_dir / PRIOR_FILE).is_file():
                 model = load_prior(run_dir)
             else:
-                model, _ = train_prior(prior, split.train, run_dir, resume=resume, store=store)
+                model, _ = train_prior(
+                    prior, split.train, run_dir, resume=resume, store=store, overwrite=overwrite
+                )
             train_s = time.perf_counter() - t0
             result = evaluate_prior(model, split, config, seed, store)
             result |= {"seed": seed, "train_seconds": train_s, "passes": prior.passes(len(split.train))}
