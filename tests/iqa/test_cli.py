@@ -459,9 +459,10 @@ def test_a_failed_run_removes_the_previous_prior(kadid_root: Path, tmp_path: Pat
     )
     result = run(
         "iqa", "train", "--dataset", "kadid10k", "--root", str(kadid_root), *SMALL_FAST,
-        "--iterations", "3", "--outer-lr", "1e30", "--out", "run",
+        "--iterations", "3", "--outer-lr", "1e30", "--out", "run", "--overwrite",
     )  # fmt: skip
     assert result.exit_code == 2, result.output
+    assert "diverged" in result.output
     assert not stale.exists()
 
 
