@@ -224,10 +224,8 @@ def _train_prior(
     store: ImageStore | None,
     checkpoint_every: int,
 ) -> tuple[IQANet, list[dict[str, float]]]:
-    """`train_prior` inside its claimed, locked folder. A `prior.pt` left by an earlier run (resumed) is
-    removed first, so that a run that fails (a `DivergedError`, say) leaves no prior that looks finished."""
-    for stale in (PRIOR_FILE, SUMMARY_FILE):
-        (out / stale).unlink(missing_ok=True)
+    """`train_prior` inside its claimed, locked folder (so no other run's prior is left in it, unless this
+    one resumes a finished run, whose `prior.json` says how far it went)."""
     trainer = make_trainer(config, records, store)
     trainer.config.checkpoint_every = checkpoint_every
     iterations = config.total_iterations(len(records))
