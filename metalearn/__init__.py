@@ -4,7 +4,7 @@ from metalearn.algorithms import ALGORITHMS, MAML, MetaAlgorithm, MetaIQA, Pretr
 from metalearn.runs import ResumeMismatchError, RunExistsError, RunFolderError, RunLockedError
 from metalearn.sampler import FactoryTaskSampler, TaskSampler
 from metalearn.task import Task, TaskError
-from metalearn.trainer import DivergedError, MetaTrainer, TrainerConfig, mse_loss
+from metalearn.trainer import DivergedError, Interrupted, MetaTrainer, TrainerConfig, mse_loss
 
 __version__ = "0.1.0"
 
@@ -13,6 +13,7 @@ __all__ = [
     "MAML",
     "DivergedError",
     "FactoryTaskSampler",
+    "Interrupted",
     "MetaAlgorithm",
     "MetaIQA",
     "MetaTrainer",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +47,46 @@ class DivergedError(RuntimeError):
         super().__init__(message)
         self.iteration = iteration
         self.task = task
+
+
+class Interrupted(RuntimeError):
+    """SIGINT or SIGTERM stopped training between two iterations (`signum`).
+
+    `checkpoint` is the folder the state was saved to on the way out (None without a checkpoint folder):
+    resuming from it ends with the same weights an uninterrupted run would have.
+    """
+
+    def __init__(self, message: str, signum: int, iteration: int, checkpoint: Path | None = None) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.iteration = iteration
+        self.checkpoint = checkpoint
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _stop_requests(enabled: bool) -> Iterator[list[int]]:
+    """While the block runs, SIGINT and SIGTERM only record their number in the yielded list (checked
+    between iterations, so no step is cut in half); the previous handlers come back afterwards.
+
+    Signals can only be caught in the main thread: elsewhere, or when not `enabled`, nothing changes.
+    """
+    received: list[int] = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def record(signum: int, frame: Any) -> None:
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, record) for sig in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass
@@ -315,6 +357,9 @@ class MetaTrainer:
         `iterations` may not be fewer than it has done. Otherwise the folders must hold no previous run
         (`RunExistsError`) unless `overwrite=True` deletes it first. The folders are locked while training
         (`RunLockedError` for a second run on them).
+
+        SIGINT or SIGTERM (main process) ends the current iteration, saves a checkpoint to `checkpoint_dir`
+        and raises `Interrupted`; the previous signal handlers are restored when `fit` returns.
         """
         if iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {iterations}")
@@ -323,6 +368,7 @@ class MetaTrainer:
         main_process = self.rank == 0
         folders = _distinct_folders(checkpoint_dir, log_dir) if main_process else []
         with contextlib.ExitStack() as locks:
+            stops = locks.enter_context(_stop_requests(main_process))
             for folder in folders:
                 locks.enter_context(lock_run_dir(folder))
                 continuing = resume or (not overwrite and folder.resolve() in self._run_dirs)
@@ -335,7 +381,7 @@ class MetaTrainer:
                         f"{iterations} asked for; resume with a budget of at least {self.iteration}",
                         checkpoint_dir,
                     )
-            return self._loop(iterations, checkpoint_dir, log_dir, callback)
+            return self._loop(iterations, checkpoint_dir, log_dir, callback, stops)
 
     def _loop(
         self,
@@ -343,6 +389,7 @@ class MetaTrainer:
         checkpoint_dir: str | Path | None,
         log_dir: str | Path | None,
         callback: Callable[[dict[str, float]], None] | None,
+        stops: list[int] | None = None,
     ) -> list[dict[str, float]]:
         """Step, log and checkpoint until `iterations` (the folders are already claimed and locked)."""
         main_process = self.rank == 0
@@ -359,8 +406,11 @@ class MetaTrainer:
             disable=not (self.config.progress and main_process),
             dynamic_ncols=True,
         )
+        stops = [] if stops is None else stops
         try:
             while self.iteration < iterations:
+                if stops:
+                    self._stop(stops[0], checkpoint_dir)
                 row = self.step()
                 rows.append(row)
                 bar.update(1)
@@ -383,6 +433,17 @@ class MetaTrainer:
         if checkpoint_dir is not None and main_process:
             self.save_checkpoint(checkpoint_dir)
         return rows
+
+    def _stop(self, signum: int, checkpoint_dir: str | Path | None) -> None:
+        """Save the state reached (main process, with a checkpoint folder) and raise `Interrupted`."""
+        name = signal.Signals(signum).name
+        saved = None
+        if checkpoint_dir is not None and self.rank == 0:
+            saved = self.save_checkpoint(checkpoint_dir)
+        where = (
+            f"checkpoint at iteration {self.iteration} saved in {saved}" if saved else "no checkpoint saved"
+        )
+        raise Interrupted(f"interrupted by {name}; {where}", signum, self.iteration, saved)
 
     def _kept(self, directory: str | Path) -> str:
         """Which checkpoint in `directory` survives a divergence (this run saved or resumed from it)."""

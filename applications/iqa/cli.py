@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from metalearn import DivergedError
+from metalearn import DivergedError, Interrupted
 from metalearn.runs import RunExistsError, RunFolderError, lock_run_dir
 from metalearn_iqa.data.records import DatasetError, IQARecord, write_table
 from metalearn_iqa.model import ModelConfig, WeightsError, save_model
@@ -43,7 +43,8 @@ INPUT_ERRORS = (
 
 
 def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the library's input errors, and a diverged training run, into one-line CLI errors (exit 2)."""
+    """Turn the library's input errors, and a diverged training run, into one-line CLI errors (exit 2);
+    an interrupted run into one line saying where its checkpoint is (exit 128 + the signal's number)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -51,6 +52,10 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except RunExistsError as exc:
             raise CLIError(_run_exists_message(exc)) from None
+        except Interrupted as exc:  # exit 130 (SIGINT) or 143 (SIGTERM), as the shell reports a signal
+            error = CLIError(f"{exc}; pass --resume to continue" if exc.checkpoint else str(exc))
+            error.exit_code = 128 + exc.signum
+            raise error from None
         except INPUT_ERRORS as exc:
             raise CLIError(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__) from None
         except OSError as exc:  # a folder that vanished or went read-only mid-run, a full disk ...
