@@ -570,8 +570,12 @@ def evaluate(
     model = load_prior(path)
     records = _load(dataset, root)
     metrics, _ = evaluate_records(model, records, config, progress=True)
+    if metrics["srocc"] is None:
+        click.echo("warning: the correlations are undefined: predictions or scores are all equal", err=True)
     for key, value in metrics.items():
-        if value is None:
+        if value is None and metrics["srocc"] is None:
+            click.echo(f"{key:14s} undefined")
+        elif value is None:
             click.echo(f"{key:14s} n/a (fit skipped below {LOGISTIC_MIN_ITEMS} images)")
         else:
             click.echo(f"{key:14s} {value:.4f}" if isinstance(value, float) else f"{key:14s} {value}")

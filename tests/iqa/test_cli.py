@@ -529,3 +529,21 @@ def test_predict_on_a_decompression_bomb_is_a_one_line_error(
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
     result = run("iqa", "predict", "bomb.png", "--checkpoint", "m.pt")
     assert_one_line_error(result, "bomb.png", "too large to decode safely", f"{10 * side} pixels")
+
+
+def test_evaluate_with_constant_predictions_says_undefined(kadid_root: Path, tmp_path: Path) -> None:
+    config = ModelConfig(backbone="small", width=4, pretrained="none")
+    model = build_model(config)
+    with torch.no_grad():
+        for param in model.head.parameters():
+            param.zero_()  # every image gets the same score
+    save_model(model, config, tmp_path / "flat.pt")
+    result = run(
+        "iqa", "evaluate", "--dataset", "kadid10k", "--root", str(kadid_root),
+        "--checkpoint", str(tmp_path / "flat.pt"), "--json", "m.json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "undefined" in result.output and "0.0000" not in result.output.split("rmse")[0]
+    assert "warning: the correlations are undefined" in result.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["srocc"] is metrics["plcc"] is metrics["krcc"] is None

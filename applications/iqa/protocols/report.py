@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,9 +15,9 @@ def init_label(pretrained: str) -> str:
     return "scratch" if pretrained == "none" else pretrained
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    values = list(values)
+def mean_std(values: Sequence[float | None]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value); NaN when a value is undefined (None/NaN)."""
+    values = [math.nan if v is None else v for v in values]
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
@@ -27,9 +28,11 @@ def mean_std_if_all(values: Sequence[float | None]) -> tuple[float | None, float
 
 
 def cell(value: Any) -> str:
-    """A table cell: floats to 4 decimals, None (a skipped metric) as n/a."""
+    """A table cell: floats to 4 decimals, None (a skipped metric) as n/a, NaN (undefined) as undefined."""
     if value is None:
         return "n/a"
+    if isinstance(value, float) and math.isnan(value):
+        return "undefined"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
