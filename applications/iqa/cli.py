@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import json
 import tempfile
 from collections.abc import Callable
@@ -99,6 +100,14 @@ def _writable_file(path: Path, option: str) -> Path:
             f"{option} {path}: cannot write the file there ({_reason(exc, path.parent)})"
         ) from None
     return path
+
+
+def _write_output(path: Path, text: str) -> None:
+    """Write a result file after the work: atomically, re-creating its folder should it have gone since
+    `_writable_file` checked it, so a finished computation is not lost to a missing folder."""
+    from metalearn.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
 
 
 def _probe_folder(path: Path) -> None:
@@ -580,11 +589,8 @@ def evaluate(
         else:
             click.echo(f"{key:14s} {value:.4f}" if isinstance(value, float) else f"{key:14s} {value}")
     if json_out:
-        Path(json_out).write_text(
-            json.dumps(
-                {"checkpoint": str(path), "dataset": dataset, "view": asdict(config), **metrics}, indent=2
-            )
-        )
+        report = {"checkpoint": str(path), "dataset": dataset, "view": asdict(config), **metrics}
+        _write_output(Path(json_out), json.dumps(report, indent=2) + "\n")
 
 
 def _collect_images(inputs: tuple[str, ...]) -> list[Path]:
@@ -643,10 +649,11 @@ def predict(
     for image, score in zip(images, scores):
         click.echo(f"{score:.4f}  {image}")
     if csv_out:
-        with open(csv_out, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["path", "score"])
-            writer.writerows((str(p), f"{s:.6f}") for p, s in zip(images, scores))
+        table = io.StringIO(newline="")
+        writer = csv.writer(table)
+        writer.writerow(["path", "score"])
+        writer.writerows((str(p), f"{s:.6f}") for p, s in zip(images, scores))
+        _write_output(Path(csv_out), table.getvalue())
     if saliency:
         _write_saliency(model, images, Path(saliency), config)
 

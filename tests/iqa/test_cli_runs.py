@@ -143,3 +143,44 @@ def test_demo_refuses_a_previous_run_and_a_bad_out(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a folder\n")
     assert_one_line_error(run("iqa", "demo", "--out", "a-file/demo"), "--out", "a-file/demo")
     assert_one_line_error(run("iqa", "demo", "--resume", "--overwrite"), "--resume", "--overwrite")
+
+
+def test_csv_and_json_outputs_create_their_folders(
+    kadid_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from metalearn_iqa import inference
+    from metalearn_iqa.model import ModelConfig, build_model, save_model
+
+    config = ModelConfig(backbone="small", width=4, pretrained="none")
+    save_model(build_model(config), config, tmp_path / "m.pt")
+    result = run(
+        "iqa", "evaluate", "--dataset", "kadid10k", "--root", str(kadid_root), "--checkpoint", "m.pt",
+        "--json", "new/deeper/m.json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "new" / "deeper" / "m.json").read_text())["n"] > 0
+
+    predict = inference.predict_records
+
+    def predict_then_lose_the_folder(*args: object, **kwargs: object) -> object:
+        scores = predict(*args, **kwargs)
+        shutil.rmtree(tmp_path / "gone")  # the checked folder vanishes while the work runs
+        return scores
+
+    monkeypatch.setattr(inference, "predict_records", predict_then_lose_the_folder)
+    images = str(kadid_root / "images")
+    result = run("iqa", "predict", images, "--checkpoint", "m.pt", "--csv", "gone/x/s.csv")
+    assert result.exit_code == 0, result.output
+    with (tmp_path / "gone" / "x" / "s.csv").open(newline="") as fh:
+        assert len(list(csv.DictReader(fh))) > 0
+
+
+def test_json_where_a_file_is_fails_before_the_work(kadid_root: Path, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder\n")
+    result = run(
+        "iqa", "evaluate", "--dataset", "kadid10k", "--root", str(kadid_root), "--checkpoint", "none.pt",
+        "--json", "a-file/m.json",
+    )  # fmt: skip
+    assert_one_line_error(result, "--json", "a-file/m.json")
