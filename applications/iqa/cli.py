@@ -658,6 +658,22 @@ def predict(
         _write_saliency(model, images, Path(saliency), config)
 
 
+def saliency_names(images: list[Path]) -> dict[Path, str]:
+    """One distinct map name per image: `a.png` -> `a_png_gradient.png`, so `a.png` and `a.jpg` keep
+    separate maps; images of the same name in different folders get `-2`, `-3` ... in input order."""
+    names: dict[Path, str] = {}
+    used: set[str] = set()
+    for path in images:
+        base = f"{path.stem}_{path.suffix.lstrip('.')}" if path.suffix else path.stem
+        name, count = f"{base}_gradient.png", 1
+        while name.lower() in used:  # case-insensitive file systems would merge a.PNG and a.png
+            count += 1
+            name = f"{base}-{count}_gradient.png"
+        used.add(name.lower())
+        names[path] = name
+    return names
+
+
 def _write_saliency(model: Any, images: list[Path], folder: Path, config: EvalConfig) -> None:
     """A gradient map per image over what is scored: the whole (downscaled) image, or its centre crop."""
     from PIL import Image
@@ -666,13 +682,14 @@ def _write_saliency(model: Any, images: list[Path], folder: Path, config: EvalCo
     from metalearn_iqa.saliency import gradient_map, save_gradient_map
 
     folder.mkdir(parents=True, exist_ok=True)
+    names = saliency_names(images)
     for path in images:
         view = downscale(read_image(path), config.max_side)
         if config.crop is not None:
             view = centre_crop(view, config.crop)
         grad = gradient_map(model, normalise(view[None])[0])
         shown = Image.fromarray(view.permute(1, 2, 0).numpy())
-        out = save_gradient_map(shown, grad, folder / f"{path.stem}_gradient.png", title=path.name)
+        out = save_gradient_map(shown, grad, folder / names[path], title=path.name)
         click.echo(f"gradient map -> {out}")
 
 

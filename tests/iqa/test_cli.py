@@ -222,7 +222,7 @@ def test_predict_picks_the_newest_prior(
     assert names == ["a.png", "b.JPG", "c.bmp"]
     assert all(np.isfinite(float(r["score"])) for r in rows)
     maps = sorted(p.name for p in (tmp_path / "maps").iterdir())
-    assert maps == ["a_gradient.png", "b_gradient.png", "c_gradient.png"]
+    assert maps == ["a_png_gradient.png", "b_JPG_gradient.png", "c_bmp_gradient.png"]
     for path in (tmp_path / "maps").iterdir():
         with Image.open(path) as img:
             assert img.format == "PNG" and img.size[0] > 100
@@ -547,3 +547,18 @@ def test_evaluate_with_constant_predictions_says_undefined(kadid_root: Path, tmp
     assert "warning: the correlations are undefined" in result.output
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["srocc"] is metrics["plcc"] is metrics["krcc"] is None
+
+
+def test_saliency_maps_of_same_named_images_do_not_overwrite_each_other(
+    random_model: Path, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(2)
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    for name in ("a.png", "a.jpg", "sub/a.png"):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(photos / name)
+    result = run("iqa", "predict", str(photos), "--checkpoint", str(random_model), "--saliency", "maps")
+    assert result.exit_code == 0, result.output
+    maps = sorted(p.name for p in (tmp_path / "maps").iterdir())
+    assert maps == ["a_jpg_gradient.png", "a_png-2_gradient.png", "a_png_gradient.png"]
+    assert result.output.count("gradient map -> ") == 3
