@@ -449,14 +449,41 @@ def iqa() -> None:
 @iqa.command()
 @dataset_option
 @root_option
-@click.option("--out", type=click.Path(dir_okay=False), required=True, help="CSV file to write.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="CSV file to write.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Also decode every image, as training would, and fail naming the first that cannot be read.",
+)
 @friendly_errors
-def data(dataset: str, root: str | None, out: str) -> None:
+def data(dataset: str, root: str | None, out: str | None, check: bool) -> None:
     """Write the table a loader sees (path, score in [0,1], raw score, type, level, reference, set)."""
-    _writable_file(Path(out), "--out")
+    if out is None and not check:
+        raise CLIError("give --out FILE to write the table, --check to decode every image, or both")
+    if out is not None:
+        _writable_file(Path(out), "--out")
     records = _load(dataset, root)
-    write_table(records, out)
-    click.echo(f"{len(records)} images from {dataset} -> {out}")
+    if check:
+        _check_images(records)
+        click.echo(f"{len(records)} images from {dataset} decoded")
+    if out is not None:
+        write_table(records, out)
+        click.echo(f"{len(records)} images from {dataset} -> {out}")
+
+
+def _check_images(records: list[IQARecord]) -> None:
+    """Decode every image with the rule training uses; one line naming the first bad one (and how many)."""
+    from metalearn_iqa.images import read_image
+
+    bad = []
+    for record in records:
+        try:
+            read_image(record.path)
+        except DatasetError as exc:
+            bad.append(str(exc).splitlines()[0])
+    if bad:
+        more = f" (and {len(bad) - 1} more unreadable images)" if len(bad) > 1 else ""
+        raise CLIError(f"{bad[0]}{more}")
 
 
 @iqa.command()

@@ -562,3 +562,18 @@ def test_saliency_maps_of_same_named_images_do_not_overwrite_each_other(
     maps = sorted(p.name for p in (tmp_path / "maps").iterdir())
     assert maps == ["a_jpg_gradient.png", "a_png-2_gradient.png", "a_png_gradient.png"]
     assert result.output.count("gradient map -> ") == 3
+
+
+def test_data_check_names_an_image_that_does_not_decode(tmp_path: Path) -> None:
+    make_tid2013(tmp_path / "tid")
+    root = str(tmp_path / "tid")
+    result = run("iqa", "data", "--dataset", "tid2013", "--root", root, "--check")
+    assert result.exit_code == 0 and "12 images from tid2013 decoded" in result.output, result.output
+    images = sorted((tmp_path / "tid" / "distorted_images").iterdir())
+    images[0].write_bytes(b"")  # 0 bytes
+    images[1].write_bytes(images[1].read_bytes()[:20])  # truncated
+    result = run("iqa", "data", "--dataset", "tid2013", "--root", root, "--check", "--out", "t.csv")
+    line = assert_one_line_error(result, images[0].name, "cannot decode", "1 more")
+    assert not (tmp_path / "t.csv").exists()  # nothing written from a database that cannot train
+    assert "Error" in line
+    assert_one_line_error(run("iqa", "data", "--dataset", "tid2013", "--root", root), "--out", "--check")
