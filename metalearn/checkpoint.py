@@ -12,14 +12,26 @@ from typing import Any
 import torch
 
 
+def file_mode() -> int:
+    """The mode `open()` would give a new file: 0o666 less the process's umask (0o644 under the usual 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call `write(file_object)` on a temp file in the same folder, then rename it over `path`."""
+    """Call `write(file_object)` on a temp file in the same folder, then rename it over `path`.
+
+    The file gets the permissions a plain `open()` would give it (`file_mode`), not the temp file's 0o600.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
+            if hasattr(os, "fchmod"):  # POSIX
+                os.fchmod(fh.fileno(), file_mode())
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:

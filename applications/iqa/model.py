@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from torch import Tensor, nn
 from torchvision import transforms
 from torchvision.models import ResNet18_Weights, resnet18
 
-from metalearn.checkpoint import first_nonfinite
+from metalearn.checkpoint import atomic_write_bytes, first_nonfinite
 
 __all__ = [
     "BACKBONES",
@@ -291,14 +290,7 @@ def save_model(model: IQANet, config: ModelConfig, path: str | os.PathLike[str])
         "config": config.to_json(),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, lambda fh: torch.save(payload, fh))
     return path
 
 
