@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from metalearn_iqa.metrics import srocc
 from metalearn_iqa.model import ModelConfig
 from metalearn_iqa.plots import scatter_plot, srocc_bars, training_curves
 from metalearn_iqa.prior import PRIOR_FILE, PriorConfig, load_prior, train_prior
-from metalearn_iqa.protocols.report import markdown_table, write_report
+from metalearn_iqa.protocols.report import markdown_table, mean_std, write_report
 from metalearn_iqa.tasks import split_by_reference
 
 
@@ -229,19 +228,28 @@ def evaluate_prior(
         seed=seed,
     )
     for kind, test in split.unseen_test.items():
-        out["zero_shot"][kind] = evaluate_records(model, test, EvalConfig(), store)[0]["srocc"]
+        out["zero_shot"][kind] = _defined(evaluate_records(model, test, EvalConfig(), store)[0]["srocc"])
         metrics, pred = evaluate_records(
             finetune(model, split.adapt[kind], ft, store), test, EvalConfig(), store
         )
-        out["finetuned"][kind] = metrics["srocc"]
+        out["finetuned"][kind] = _defined(metrics["srocc"])
         out["pred"].extend(pred.tolist())
         out["true"].extend(r.score for r in test)
     return out
 
 
+def _defined(value: float | None) -> float:
+    """An undefined correlation (None: constant predictions) as NaN, so means over it stay undefined."""
+    return math.nan if value is None else value
+
+
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    values = list(values)
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    return mean_std(values)
+
+
+def _f3(value: float) -> str:
+    """Three decimals, or "undefined" for a NaN (a correlation of constant predictions)."""
+    return "undefined" if math.isnan(value) else f"{value:.3f}"
 
 
 def run_demo(
@@ -292,9 +300,9 @@ def run_demo(
                 per = prior.passes_per_iteration()
                 curves[algorithm] = [(int(r["iteration"]) * per, r["loss"]) for r in rows]
             print(
-                f"seed {seed} {algorithm}: seen-type SROCC {result['seen_srocc']:.3f}, held-out types "
-                f"zero-shot {np.mean(list(result['zero_shot'].values())):.3f}, fine-tuned "
-                f"{np.mean(list(result['finetuned'].values())):.3f} ({train_s:.0f} s)"
+                f"seed {seed} {algorithm}: seen-type SROCC {_f3(result['seen_srocc'])}, held-out types "
+                f"zero-shot {_f3(float(np.mean(list(result['zero_shot'].values()))))}, fine-tuned "
+                f"{_f3(float(np.mean(list(result['finetuned'].values()))))} ({train_s:.0f} s)"
             )
     summary = _summarise(runs, config)
     table = _table(summary, config)
@@ -349,6 +357,8 @@ def verdict(summary: dict[str, dict[str, Any]], meta: str = "metaiqa", base: str
         )
     ]
     mean, spread = _mean_std(diffs)
+    if math.isnan(mean):
+        return f"{meta} - {base} on held-out types after fine-tuning: undefined (a prior predicts one score for all)."
     if len(diffs) < 2:
         return f"{meta} - {base} on held-out types after fine-tuning: {mean:+.3f} (one seed: no spread to judge by)."
     larger = abs(mean) > spread
@@ -367,7 +377,7 @@ def verdict(summary: dict[str, dict[str, Any]], meta: str = "metaiqa", base: str
 
 def _table(summary: dict[str, dict[str, Any]], config: DemoConfig) -> str:
     def cell(alg: str, key: str) -> str:
-        return f"{summary[alg][key]:.3f} ± {summary[alg][key + '_std']:.3f}"
+        return f"{_f3(summary[alg][key])} ± {_f3(summary[alg][key + '_std'])}"
 
     rows = [
         [
@@ -377,7 +387,7 @@ def _table(summary: dict[str, dict[str, Any]], config: DemoConfig) -> str:
             cell(alg, "unseen_srocc_zero_shot"),
             cell(alg, "unseen_srocc_finetuned"),
         ]
-        + [f"{summary[alg]['per_type_finetuned'][k]:.3f}" for k in config.held_out]
+        + [_f3(summary[alg]["per_type_finetuned"][k]) for k in config.held_out]
         for alg in summary
     ]
     header = [

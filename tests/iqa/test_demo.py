@@ -110,6 +110,14 @@ def test_verdict_says_whether_the_gap_beats_the_seed_spread() -> None:
     assert "in favour of baseline" in verdict(_summary([0.5, 0.5], [0.6, 0.61]))
     assert "NOT larger than the spread" in verdict(_summary([0.6, 0.4], [0.5, 0.5]))
     assert "one seed" in verdict(_summary([0.6], [0.5]))
+    assert "undefined" in verdict(_summary([float("nan"), 0.6], [0.5, 0.5]))  # a constant predictor
+
+
+def test_demo_readings_of_a_constant_predictor_are_undefined() -> None:
+    from metalearn_iqa.demo import _defined, _f3, _mean_std
+
+    mean, std = _mean_std([0.5, _defined(None)])
+    assert _f3(mean) == _f3(std) == "undefined" and _f3(0.25) == "0.250"
 
 
 def test_a_rate_that_diverges_is_never_chosen(

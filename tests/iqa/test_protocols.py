@@ -307,3 +307,16 @@ def test_prior_provenance_comes_from_prior_json(tmp_path: Path) -> None:
     assert prior_provenance(folder / PRIOR_FILE) == {"prior": str(folder / PRIOR_FILE), **expected}
     other = folder / "finetuned.pt"  # not the prior that prior.json describes
     assert prior_provenance(other) == {"prior": str(other), "algorithm": "unknown", "init": str(other)}
+
+
+def test_undefined_results_are_null_and_undefined_not_zero(tmp_path: Path) -> None:
+    from metalearn_iqa.protocols.report import markdown_table, mean_std, write_report
+
+    mean, _ = mean_std([0.5, None])  # one type's correlation was undefined
+    assert math.isnan(mean)
+    table = markdown_table(["type", "SROCC"], [[1, None], ["mean", mean]])
+    assert "undefined" in table and "0.0000" not in table
+    json_path, _ = write_report(
+        {"mean_srocc": mean, "per_type": {"1": {"srocc": None}}}, table, tmp_path, "r"
+    )
+    assert json.loads(json_path.read_text()) == {"mean_srocc": None, "per_type": {"1": {"srocc": None}}}
