@@ -22,7 +22,7 @@ $(FULL): $(BASE) requirements-l2l.txt
 	touch $@
 
 demo: $(BASE)
-	$(BIN)/metalearn iqa demo
+	$(BIN)/metalearn iqa demo --overwrite
 
 lint: $(BASE)
 	$(BIN)/ruff check .

@@ -5,20 +5,33 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 
+def file_mode() -> int:
+    """The mode `open()` would give a new file: 0o666 less the process's umask (0o644 under the usual 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call `write(file_object)` on a temp file in the same folder, then rename it over `path`."""
+    """Call `write(file_object)` on a temp file in the same folder, then rename it over `path`.
+
+    The file gets the permissions a plain `open()` would give it (`file_mode`), not the temp file's 0o600.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
+            if hasattr(os, "fchmod"):  # POSIX
+                os.fchmod(fh.fileno(), file_mode())
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -42,6 +55,27 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say which
         raise ValueError(f"{path}: not a readable metalearn checkpoint ({exc.__class__.__name__})") from None
+
+
+def first_nonfinite(state: Mapping[str, Any]) -> str | None:
+    """The name of the first floating-point tensor in `state` (nested mappings too) holding a NaN or an
+    infinity, else None: what a diverged run leaves must never be saved or loaded silently. One host sync."""
+    named = list(_float_tensors(state))
+    if not named:
+        return None
+    device = named[0][1].device
+    finite = torch.stack([torch.isfinite(t).all().to(device) for _, t in named])
+    if bool(finite.all()):
+        return None
+    return named[int(torch.nonzero(~finite)[0])][0]
+
+
+def _float_tensors(state: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    for name, value in state.items():
+        if isinstance(value, Mapping):
+            yield from _float_tensors(value, f"{prefix}{name}.")
+        elif isinstance(value, torch.Tensor) and value.is_floating_point():
+            yield f"{prefix}{name}", value
 
 
 def save_json(data: dict[str, Any], path: str | Path) -> Path:

@@ -6,6 +6,9 @@ import csv
 from pathlib import Path
 from typing import Any
 
+METRICS_FILE = "metrics.csv"
+TENSORBOARD_DIR = "tensorboard"
+
 
 class MetricsLogger:
     """Appends metric rows to `<log_dir>/metrics.csv` (resumable) and, optionally, TensorBoard scalars."""
@@ -13,7 +16,7 @@ class MetricsLogger:
     def __init__(self, log_dir: str | Path, tensorboard: bool = True) -> None:
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.csv_path = self.log_dir / "metrics.csv"
+        self.csv_path = self.log_dir / METRICS_FILE
         self._fields: list[str] | None = None
         if self.csv_path.is_file():
             with self.csv_path.open(newline="") as fh:
@@ -23,7 +26,7 @@ class MetricsLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._writer = SummaryWriter(str(self.log_dir / "tensorboard"))
+                self._writer = SummaryWriter(str(self.log_dir / TENSORBOARD_DIR))
             except ImportError:  # TensorBoard is optional
                 self._writer = None
 
@@ -63,6 +66,6 @@ class MetricsLogger:
 
 def read_metrics(log_dir: str | Path) -> list[dict[str, float]]:
     """Rows of a `metrics.csv` as floats (for plots and reports)."""
-    path = Path(log_dir) / "metrics.csv"
+    path = Path(log_dir) / METRICS_FILE
     with path.open(newline="") as fh:
         return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(fh)]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -14,10 +17,11 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from metalearn.algorithms import MetaAlgorithm, get_algorithm
-from metalearn.algorithms.base import LossFn, freeze_batchnorm
-from metalearn.checkpoint import load_json, load_state, save_json, save_state
+from metalearn.algorithms.base import LossFn, MetaResult, freeze_batchnorm
+from metalearn.checkpoint import first_nonfinite, load_json, load_state, save_json, save_state
 from metalearn.distributed import all_reduce_sum, broadcast_module, rank_and_world
-from metalearn.logger import MetricsLogger
+from metalearn.logger import METRICS_FILE, TENSORBOARD_DIR, MetricsLogger
+from metalearn.runs import ResumeMismatchError, claim_run_dir, lock_run_dir, settings_diff
 from metalearn.sampler import TaskSampler
 from metalearn.task import TaskData
 
@@ -26,6 +30,63 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
+RUN_FILES = (CHECKPOINT_FILE, MODEL_FILE, CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR)
+"""What a run writes into its checkpoint (and log) folder: what `overwrite=True` may delete."""
+NON_MATHS_FIELDS = ("progress", "checkpoint_every")
+"""`TrainerConfig` fields a resumed run may change: they do not change the weights."""
+
+
+class DivergedError(RuntimeError):
+    """Training met a NaN or an infinity (loss, meta-gradient or weights) and stopped before saving it.
+
+    `iteration` is the outer iteration (1-based) that diverged; `task` its task's index in the meta-batch
+    (1-based) when one task is to blame. Checkpoints written before it stay on disk, all finite.
+    """
+
+    def __init__(self, message: str, iteration: int, task: int | None = None) -> None:
+        super().__init__(message)
+        self.iteration = iteration
+        self.task = task
+
+
+class Interrupted(RuntimeError):
+    """SIGINT or SIGTERM stopped training between two iterations (`signum`).
+
+    `checkpoint` is the folder the state was saved to on the way out (None without a checkpoint folder):
+    resuming from it ends with the same weights an uninterrupted run would have.
+    """
+
+    def __init__(self, message: str, signum: int, iteration: int, checkpoint: Path | None = None) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.iteration = iteration
+        self.checkpoint = checkpoint
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _stop_requests(enabled: bool) -> Iterator[list[int]]:
+    """While the block runs, SIGINT and SIGTERM only record their number in the yielded list (checked
+    between iterations, so no step is cut in half); the previous handlers come back afterwards.
+
+    Signals can only be caught in the main thread: elsewhere, or when not `enabled`, nothing changes.
+    """
+    received: list[int] = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def record(signum: int, frame: Any) -> None:
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, record) for sig in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass
@@ -74,10 +135,24 @@ class TrainerConfig:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """`"auto"` means CUDA when present, else CPU."""
+    """`"auto"` means CUDA when present, else CPU; a device this machine lacks is a `ValueError` up front."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {str(device)!r}: use auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r}: no CUDA GPU is available here (use cpu or auto)")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise ValueError(
+                f"device {str(device)!r}: only {count} CUDA device(s) here (cuda:0 to cuda:{count - 1})"
+            )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r}: MPS is not available here (use cpu or auto)")
+    return resolved
 
 
 def mse_loss(pred: Tensor, target: Tensor) -> Tensor:
@@ -91,6 +166,9 @@ class MetaTrainer:
     Each iteration samples `tasks_per_batch` tasks with the trainer's own `torch.Generator`, averages their
     meta-gradients (over processes too under `torchrun`: every rank samples the same meta-batch and works on
     its share), writes the mean into `.grad` and steps one outer optimizer.
+
+    `run_config` holds the settings outside the trainer that shape the run (the data, the network's
+    architecture...): stored with each checkpoint and compared, like the trainer's own, on resume.
     """
 
     def __init__(
@@ -103,8 +181,10 @@ class MetaTrainer:
         tasks_per_batch: int | None = None,
         device: str | torch.device = "auto",
         config: TrainerConfig | None = None,
+        run_config: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = config or TrainerConfig()
+        self.run_config = dict(run_config or {})
         if tasks_per_batch is not None:
             self.config.tasks_per_batch = tasks_per_batch
         self.config.validate()
@@ -118,6 +198,8 @@ class MetaTrainer:
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self._base_inner_lr: float | None = getattr(self.algorithm, "inner_lr", None)
         self.iteration = 0
+        self.saved_iteration: int | None = None  # the iteration of the last checkpoint saved or loaded
+        self._run_dirs: set[Path] = set()  # folders whose checkpoint is this trainer's current state
         self.rank, self.world = rank_and_world()
         broadcast_module(self.model)
         self._outer_spec = outer_optimizer
@@ -174,9 +256,12 @@ class MetaTrainer:
         grad_sum: dict[str, Tensor] = {}
         buffer_sum: dict[str, Tensor] = {}
         loss_sum = torch.zeros(1, device=self.device)
-        for task in tasks[self.rank :: self.world]:
+        count = self.config.tasks_per_batch
+        faults = torch.zeros(count, device=self.device)  # per task: 1 non-finite loss, 2 non-finite gradient
+        for index in range(self.rank, count, self.world):
             with self._autocast():
-                result = self.algorithm.meta_step(self.model, task, self.loss_fn)
+                result = self.algorithm.meta_step(self.model, tasks[index], self.loss_fn)
+            faults[index] = _fault(result, self.device)
             _accumulate(grad_sum, result.gradient)
             _accumulate(buffer_sum, {k: v for k, v in result.buffers.items() if v.is_floating_point()})
             loss_sum += result.loss
@@ -188,8 +273,10 @@ class MetaTrainer:
         _fill_missing(buffer_sum, float_buffers)
         names = list(meta_params)
         buffer_names = list(float_buffers)
-        all_reduce_sum([grad_sum[n] for n in names] + [buffer_sum[n] for n in buffer_names] + [loss_sum])
-        count = self.config.tasks_per_batch
+        all_reduce_sum(
+            [grad_sum[n] for n in names] + [buffer_sum[n] for n in buffer_names] + [loss_sum, faults]
+        )
+        self._check_faults(faults)  # before the step: the model keeps its last finite weights
         for name in names:
             meta_params[name].grad = (grad_sum[name] / count).to(meta_params[name].dtype)
         if self.config.grad_clip:
@@ -204,6 +291,7 @@ class MetaTrainer:
             with torch.no_grad():
                 for name in buffer_names:
                     float_buffers[name].copy_(buffer_sum[name] / count)
+        self._check_weights(self.iteration + 1)
         self.iteration += 1
         elapsed = time.perf_counter() - start
         return {
@@ -213,6 +301,37 @@ class MetaTrainer:
             "tasks_per_s": count / elapsed,
             "seconds": elapsed,
         }
+
+    def _check_faults(self, faults: Tensor) -> None:
+        """Raise `DivergedError` naming the first task whose loss or meta-gradient was not finite."""
+        bad = torch.nonzero(faults).flatten().tolist()
+        if not bad:
+            return
+        index = int(bad[0])
+        what = "loss" if int(faults[index]) == 1 else "meta-gradient"
+        iteration = self.iteration + 1
+        raise DivergedError(
+            f"training diverged at iteration {iteration}, task {index + 1} of {faults.numel()}: non-finite "
+            f"{what} (learning rate too high?)",
+            iteration,
+            index + 1,
+        )
+
+    def _nonfinite_weight(self) -> str | None:
+        """The first model or algorithm weight (or buffer) holding a NaN or an infinity, else None."""
+        return first_nonfinite(
+            {"model": self.model.state_dict(), "algorithm": self.algorithm.extra_parameters()}
+        )
+
+    def _check_weights(self, iteration: int) -> None:
+        """Raise `DivergedError` if the outer step left a weight that is not finite."""
+        name = self._nonfinite_weight()
+        if name is not None:
+            raise DivergedError(
+                f"training diverged at iteration {iteration}: non-finite weights in {name} after the outer "
+                "step (outer learning rate too high?)",
+                iteration,
+            )
 
     def _sync_inner_lr(self) -> None:
         """With `decay_inner_lr`, scale the algorithm's inner rate by the outer schedule's current factor."""
@@ -229,17 +348,51 @@ class MetaTrainer:
         log_dir: str | Path | None = None,
         resume: bool = False,
         callback: Callable[[dict[str, float]], None] | None = None,
+        overwrite: bool = False,
     ) -> list[dict[str, float]]:
         """Run outer iterations until `iterations` in total (counting resumed ones); return this run's rows.
 
         With `resume=True` and a checkpoint in `checkpoint_dir`, training continues from it and ends with
-        the same weights an uninterrupted run would have.
+        the same weights an uninterrupted run would have; its settings must match this trainer's, and
+        `iterations` may not be fewer than it has done. Otherwise the folders must hold no previous run
+        (`RunExistsError`) unless `overwrite=True` deletes it first. The folders are locked while training
+        (`RunLockedError` for a second run on them).
+
+        SIGINT or SIGTERM (main process) ends the current iteration, saves a checkpoint to `checkpoint_dir`
+        and raises `Interrupted`; the previous signal handlers are restored when `fit` returns.
         """
         if iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {iterations}")
+        if resume and overwrite:
+            raise ValueError("resume and overwrite exclude each other: continue the run or replace it")
         main_process = self.rank == 0
-        if resume and checkpoint_dir is not None and (Path(checkpoint_dir) / CHECKPOINT_FILE).is_file():
-            self.load_checkpoint(checkpoint_dir)
+        folders = _distinct_folders(checkpoint_dir, log_dir) if main_process else []
+        with contextlib.ExitStack() as locks:
+            stops = locks.enter_context(_stop_requests(main_process))
+            for folder in folders:
+                locks.enter_context(lock_run_dir(folder))
+                continuing = resume or (not overwrite and folder.resolve() in self._run_dirs)
+                claim_run_dir(folder, RUN_FILES, resume=continuing, overwrite=overwrite)
+            if resume and checkpoint_dir is not None and (Path(checkpoint_dir) / CHECKPOINT_FILE).is_file():
+                self.load_checkpoint(checkpoint_dir)
+                if self.iteration > iterations:
+                    raise ResumeMismatchError(
+                        f"{checkpoint_dir}: the checkpoint has done {self.iteration} iterations, more than the "
+                        f"{iterations} asked for; resume with a budget of at least {self.iteration}",
+                        checkpoint_dir,
+                    )
+            return self._loop(iterations, checkpoint_dir, log_dir, callback, stops)
+
+    def _loop(
+        self,
+        iterations: int,
+        checkpoint_dir: str | Path | None,
+        log_dir: str | Path | None,
+        callback: Callable[[dict[str, float]], None] | None,
+        stops: list[int] | None = None,
+    ) -> list[dict[str, float]]:
+        """Step, log and checkpoint until `iterations` (the folders are already claimed and locked)."""
+        main_process = self.rank == 0
         logger = (
             MetricsLogger(log_dir or checkpoint_dir) if main_process and (log_dir or checkpoint_dir) else None
         )
@@ -253,8 +406,11 @@ class MetaTrainer:
             disable=not (self.config.progress and main_process),
             dynamic_ncols=True,
         )
+        stops = [] if stops is None else stops
         try:
             while self.iteration < iterations:
+                if stops:
+                    self._stop(stops[0], checkpoint_dir)
                 row = self.step()
                 rows.append(row)
                 bar.update(1)
@@ -266,6 +422,10 @@ class MetaTrainer:
                 every = self.config.checkpoint_every
                 if checkpoint_dir is not None and main_process and every and self.iteration % every == 0:
                     self.save_checkpoint(checkpoint_dir)
+        except DivergedError as exc:
+            if checkpoint_dir is None:
+                raise
+            raise DivergedError(f"{exc}; {self._kept(checkpoint_dir)}", exc.iteration, exc.task) from None
         finally:
             bar.close()
             if logger is not None:
@@ -274,23 +434,90 @@ class MetaTrainer:
             self.save_checkpoint(checkpoint_dir)
         return rows
 
+    def _stop(self, signum: int, checkpoint_dir: str | Path | None) -> None:
+        """Save the state reached (main process, with a checkpoint folder) and raise `Interrupted`."""
+        name = signal.Signals(signum).name
+        saved = None
+        if checkpoint_dir is not None and self.rank == 0:
+            saved = self.save_checkpoint(checkpoint_dir)
+        where = (
+            f"checkpoint at iteration {self.iteration} saved in {saved}" if saved else "no checkpoint saved"
+        )
+        raise Interrupted(f"interrupted by {name}; {where}", signum, self.iteration, saved)
+
+    def _kept(self, directory: str | Path) -> str:
+        """Which checkpoint in `directory` survives a divergence (this run saved or resumed from it)."""
+        if self.saved_iteration is None or not (Path(directory) / CHECKPOINT_FILE).is_file():
+            return f"no checkpoint written to {directory}"
+        return f"last finite checkpoint: iteration {self.saved_iteration} in {directory}"
+
     def adapt(self, data: TaskData, steps: int | None = None) -> nn.Module:
         """A copy of the meta-trained model fine-tuned on `data` by the algorithm's own inner loop."""
         return self.algorithm.adapt(self.model, data, self.loss_fn, steps)
 
     # -- checkpoints -------------------------------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        """What a checkpoint must share with this trainer to be resumed by it: all but budget and display.
+
+        The algorithm's `inner_lr` is its starting rate (the schedule decays the live one).
+        """
+        algorithm = dict(self.algorithm.config())
+        if self._base_inner_lr is not None and "inner_lr" in algorithm:
+            algorithm["inner_lr"] = self._base_inner_lr
+        trainer = {k: v for k, v in asdict(self.config).items() if k not in NON_MATHS_FIELDS}
+        settings = {
+            "run": self.run_config,
+            "algorithm": algorithm,
+            "trainer": trainer,
+            "model_class": type(self.model).__name__,
+        }
+        return json.loads(json.dumps(settings, default=str))  # as the JSON file will hold it
+
+    def check_settings(self, stored: Mapping[str, Any], directory: str | Path) -> None:
+        """Refuse a checkpoint trained with other settings, listing each difference (`old -> new`)."""
+        current = self.settings()
+        diffs = settings_diff(stored.get("run", {}), current["run"])
+        old_algorithm, new_algorithm = stored.get("algorithm", {}), current["algorithm"]
+        if old_algorithm.get("name") != new_algorithm.get("name"):  # the other keys are another algorithm's
+            old_algorithm = {"name": old_algorithm.get("name")}
+            new_algorithm = {"name": new_algorithm["name"]}
+        diffs += settings_diff(old_algorithm, new_algorithm, "algorithm.")
+        diffs += settings_diff(stored.get("trainer", {}), current["trainer"], "trainer.")
+        if stored.get("model_class", current["model_class"]) != current["model_class"]:
+            diffs.append(f"model class: {stored['model_class']!r} -> {current['model_class']!r}")
+        if diffs:
+            raise ResumeMismatchError(
+                f"{directory}: cannot resume, the checkpoint was trained with other settings "
+                f"({'; '.join(diffs)}); only the budget may change",
+                directory,
+            )
+
     def state_dict(self) -> dict[str, Any]:
-        return {
+        """The full training state, every random stream included (dropout draws from torch's global one)."""
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        state = {
             "iteration": self.iteration,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "generator": self.generator.get_state(),
             "algorithm": self.algorithm.state_dict(),
+            "rng": rng,
         }
+        if hasattr(self.sampler, "state_dict"):  # a sampler that keeps its own random stream
+            state["sampler"] = self.sampler.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:  # another architecture: say so in one line, not PyTorch's key list
+            first = str(exc).splitlines()[0].rstrip(":")
+            raise ResumeMismatchError(
+                f"the checkpoint's model does not fit this one ({first})", "."
+            ) from None
         self.algorithm.load_state_dict(state["algorithm"])
         if state["optimizer"] is not None:
             if self.optimizer is None:
@@ -299,12 +526,24 @@ class MetaTrainer:
             self.optimizer.load_state_dict(state["optimizer"])
         if state["scheduler"] is not None and self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())
+        _restore_rng(state.get("rng", {}))
+        if "sampler" in state and hasattr(self.sampler, "load_state_dict"):
+            self.sampler.load_state_dict(state["sampler"])
         self.iteration = int(state["iteration"])
         self._sync_inner_lr()
 
     def save_checkpoint(self, directory: str | Path) -> Path:
-        """Write `checkpoint.pt` (full training state), `model.pt` (weights only) and `config.json`."""
+        """Write `checkpoint.pt` (full training state), `model.pt` (weights only) and `config.json`.
+
+        Raises `DivergedError`, writing nothing, if a weight is not finite.
+        """
+        name = self._nonfinite_weight()
+        if name is not None:
+            raise DivergedError(
+                f"refusing to save a checkpoint at iteration {self.iteration}: non-finite weights in {name}",
+                self.iteration,
+            )
         directory = Path(directory)
         save_state(self.state_dict(), directory / CHECKPOINT_FILE)
         save_state(self.model.state_dict(), directory / MODEL_FILE)
@@ -314,15 +553,50 @@ class MetaTrainer:
                 "algorithm": self.algorithm.config(),
                 "trainer": asdict(self.config),
                 "model_class": type(self.model).__name__,
+                "settings": self.settings(),
             },
             directory / CONFIG_FILE,
         )
+        self.saved_iteration = self.iteration
+        self._run_dirs.add(directory.resolve())
         return directory
 
     def load_checkpoint(self, directory: str | Path) -> None:
+        """Restore the training state saved in `directory`, after checking it was trained like this run.
+        A checkpoint with a NaN or an infinity in its weights is a ValueError."""
         directory = Path(directory)
-        self.load_state_dict(load_state(directory / CHECKPOINT_FILE, map_location=self.device))
-        load_json(directory / CONFIG_FILE)  # fail early on a damaged config
+        stored = load_json(directory / CONFIG_FILE)  # fail early on a damaged config
+        if "settings" in stored:  # older checkpoints did not record them
+            self.check_settings(stored["settings"], directory)
+        path = directory / CHECKPOINT_FILE
+        state = load_state(path, map_location=self.device)
+        name = first_nonfinite({"model": state.get("model", {}), "algorithm": state.get("algorithm", {})})
+        if name is not None:
+            raise ValueError(f"{path}: non-finite weights in {name} (saved by a diverged run?)")
+        try:
+            self.load_state_dict(state)
+        except ResumeMismatchError as exc:
+            raise ResumeMismatchError(f"{directory}: {exc}", directory) from None
+        self.saved_iteration = self.iteration
+        self._run_dirs.add(directory.resolve())
+
+
+def _restore_rng(rng: Mapping[str, Any]) -> None:
+    """Put torch's global random streams back where a checkpoint left them (CUDA's when both have them)."""
+    if "torch" in rng:
+        torch.set_rng_state(rng["torch"].cpu())
+    cuda = rng.get("cuda")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+
+
+def _distinct_folders(*folders: str | Path | None) -> list[Path]:
+    """The given folders without `None`s and repeats, in order."""
+    seen: dict[Path, Path] = {}
+    for folder in folders:
+        if folder is not None:
+            seen.setdefault(Path(folder).resolve(), Path(folder))
+    return list(seen.values())
 
 
 def _accumulate(total: dict[str, Tensor], new: dict[str, Tensor]) -> None:
@@ -332,6 +606,15 @@ def _accumulate(total: dict[str, Tensor], new: dict[str, Tensor]) -> None:
             total[name] += value
         else:
             total[name] = value.clone()
+
+
+def _fault(result: MetaResult, device: torch.device) -> Tensor:
+    """0 if a task's loss, meta-gradient and buffers are all finite, 1 if its loss is not, else 2 (no host sync)."""
+    loss = torch.as_tensor(result.loss, dtype=torch.float32, device=device)
+    tensors = [*result.gradient.values(), *(b for b in result.buffers.values() if b.is_floating_point())]
+    finite = [torch.isfinite(t).all().to(device) for t in tensors]
+    rest_ok = torch.stack(finite).all() if finite else torch.ones((), dtype=torch.bool, device=device)
+    return torch.where(torch.isfinite(loss).all(), torch.where(rest_ok, 0.0, 2.0), 1.0).to(device)
 
 
 def _fill_missing(total: dict[str, Tensor], reference: dict[str, Tensor]) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import io
 import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -11,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from metalearn import DivergedError, Interrupted
+from metalearn.runs import RunExistsError, RunFolderError, lock_run_dir
 from metalearn_iqa.data.records import DatasetError, IQARecord, write_table
 from metalearn_iqa.model import ModelConfig, WeightsError, save_model
 
@@ -27,17 +31,106 @@ class CLIError(click.ClickException):
     exit_code = 2
 
 
+INPUT_ERRORS = (
+    DatasetError,
+    WeightsError,
+    DivergedError,
+    FileNotFoundError,
+    ValueError,
+    ImportError,
+    RunFolderError,
+)
+"""Bad input, a run folder that cannot be used as asked, or a diverged run: reported in one line."""
+
+
 def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the library's input errors into one-line CLI errors with a non-zero exit."""
+    """Turn the library's input errors, and a diverged training run, into one-line CLI errors (exit 2);
+    an interrupted run into one line saying where its checkpoint is (exit 128 + the signal's number)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (DatasetError, WeightsError, FileNotFoundError, ValueError, ImportError) as exc:
+        except RunExistsError as exc:
+            raise CLIError(_run_exists_message(exc)) from None
+        except Interrupted as exc:  # exit 130 (SIGINT) or 143 (SIGTERM), as the shell reports a signal
+            error = CLIError(f"{exc}; pass --resume to continue" if exc.checkpoint else str(exc))
+            error.exit_code = 128 + exc.signum
+            raise error from None
+        except INPUT_ERRORS as exc:
             raise CLIError(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__) from None
+        except OSError as exc:  # a folder that vanished or went read-only mid-run, a full disk ...
+            raise CLIError(f"{exc.filename or 'output'}: {exc.strerror or exc}") from None
 
     return wrapper
+
+
+def _run_exists_message(exc: RunExistsError) -> str:
+    """The core's refusal in the CLI's terms: which flag continues the old run, which replaces it."""
+    if exc.foreign:
+        return str(exc).splitlines()[0]
+    return (
+        f"{exc.path}: holds a previous run ({', '.join(exc.entries)}); pass --resume to continue it or "
+        "--overwrite to replace it"
+    )
+
+
+def _run_mode(resume: bool, overwrite: bool) -> None:
+    if resume and overwrite:
+        raise CLIError("use either --resume (continue the run) or --overwrite (replace it), not both")
+
+
+def _writable_folder(path: Path, option: str) -> Path:
+    """Create `path` if needed and check a file can be written in it, before any work starts."""
+    try:
+        _probe_folder(path)
+    except OSError as exc:
+        raise CLIError(f"{option} {path}: cannot write a folder there ({_reason(exc, path)})") from None
+    return path
+
+
+def _writable_file(path: Path, option: str) -> Path:
+    """Check the folder of an output file is writable (creating it) and that `path` is not a folder."""
+    if path.is_dir():
+        raise CLIError(f"{option} {path}: is a folder, expected a file name")
+    try:
+        _probe_folder(path.parent)
+    except OSError as exc:
+        raise CLIError(
+            f"{option} {path}: cannot write the file there ({_reason(exc, path.parent)})"
+        ) from None
+    return path
+
+
+def _write_output(path: Path, text: str) -> None:
+    """Write a result file after the work: atomically, re-creating its folder should it have gone since
+    `_writable_file` checked it, so a finished computation is not lost to a missing folder."""
+    from metalearn.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
+
+
+def _probe_folder(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path, prefix=".write-test-"):
+        pass
+
+
+def _reason(exc: OSError, folder: Path) -> str:
+    """Why a folder cannot be written, in words (a file where a folder should be is the common case)."""
+    if isinstance(exc, FileExistsError | NotADirectoryError) or (folder.exists() and not folder.is_dir()):
+        return "a file is in the way"
+    return exc.strerror or exc.__class__.__name__
+
+
+def _check_device(device: str) -> None:
+    """Refuse a device this machine cannot run on before any data is loaded."""
+    from metalearn.trainer import resolve_device
+
+    try:
+        resolve_device(device)
+    except ValueError as exc:
+        raise CLIError(f"--device: {exc}") from None
 
 
 def _load(name: str, root: str | None) -> list[IQARecord]:
@@ -242,6 +335,7 @@ def _prior_config(kw: dict[str, Any]):  # noqa: ANN202
     from metalearn_iqa.prior import PriorConfig
     from metalearn_iqa.tasks import TaskConfig
 
+    _check_device(kw["device"])
     return PriorConfig(
         algorithm=kw["algorithm"],
         epochs=kw["epochs"],
@@ -336,6 +430,9 @@ def _resolve_checkpoint(checkpoint: str | None) -> Path:
     return found
 
 
+overwrite_option = click.option(
+    "--overwrite", is_flag=True, help="Delete the run folder's previous run first (else it is refused)."
+)
 dataset_option = click.option(
     "--dataset", required=True, help="tid2013, kadid10k, koniq10k, livec, cid2013, synthetic"
 )
@@ -352,13 +449,41 @@ def iqa() -> None:
 @iqa.command()
 @dataset_option
 @root_option
-@click.option("--out", type=click.Path(dir_okay=False), required=True, help="CSV file to write.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="CSV file to write.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Also decode every image, as training would, and fail naming the first that cannot be read.",
+)
 @friendly_errors
-def data(dataset: str, root: str | None, out: str) -> None:
+def data(dataset: str, root: str | None, out: str | None, check: bool) -> None:
     """Write the table a loader sees (path, score in [0,1], raw score, type, level, reference, set)."""
+    if out is None and not check:
+        raise CLIError("give --out FILE to write the table, --check to decode every image, or both")
+    if out is not None:
+        _writable_file(Path(out), "--out")
     records = _load(dataset, root)
-    write_table(records, out)
-    click.echo(f"{len(records)} images from {dataset} -> {out}")
+    if check:
+        _check_images(records)
+        click.echo(f"{len(records)} images from {dataset} decoded")
+    if out is not None:
+        write_table(records, out)
+        click.echo(f"{len(records)} images from {dataset} -> {out}")
+
+
+def _check_images(records: list[IQARecord]) -> None:
+    """Decode every image with the rule training uses; one line naming the first bad one (and how many)."""
+    from metalearn_iqa.images import read_image
+
+    bad = []
+    for record in records:
+        try:
+            read_image(record.path)
+        except DatasetError as exc:
+            bad.append(str(exc).splitlines()[0])
+    if bad:
+        more = f" (and {len(bad) - 1} more unreadable images)" if len(bad) > 1 else ""
+        raise CLIError(f"{bad[0]}{more}")
 
 
 @iqa.command()
@@ -371,7 +496,12 @@ def data(dataset: str, root: str | None, out: str) -> None:
 @click.option(
     "--out", type=click.Path(file_okay=False), default=None, help="Run folder [outputs/prior-ALGO]."
 )
-@click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue from the run folder's last checkpoint (same settings; the budget may only grow).",
+)
+@overwrite_option
 @friendly_errors
 def train(
     datasets: tuple[str, ...],
@@ -379,17 +509,21 @@ def train(
     exclude_types: str | None,
     out: str | None,
     resume: bool,
+    overwrite: bool,
     **kw: Any,
 ) -> None:
     """Meta-train a quality prior on distortion-specific tasks (or the plain-training baseline); print the passes."""
     from metalearn_iqa.paths import default_output_dir
     from metalearn_iqa.prior import PRIOR_FILE, SUMMARY_FILE, train_prior
 
+    _run_mode(resume, overwrite)
     config = _prior_config(kw)
+    out_dir = _writable_folder(
+        Path(out) if out else default_output_dir() / f"prior-{config.algorithm}", "--out"
+    )
     excluded = set(_parse_types(exclude_types, "--exclude-types"))
     records = [r for r in _load_many(datasets, roots) if r.distortion not in excluded]
-    out_dir = Path(out) if out else default_output_dir() / f"prior-{config.algorithm}"
-    train_prior(config, records, out_dir, resume=resume)
+    train_prior(config, records, out_dir, resume=resume, overwrite=overwrite)
     summary = json.loads((out_dir / SUMMARY_FILE).read_text())
     click.echo(
         f"{summary['iterations']} iterations, {summary['passes']} forward+backward passes of {config.task.batch_size} "
@@ -435,6 +569,7 @@ def finetune(
     from metalearn_iqa.inference import finetune as run_finetune
     from metalearn_iqa.prior import load_prior
 
+    _writable_file(Path(out), "--out")
     prior = load_prior(checkpoint)
     records = _load(dataset, root)
     config = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, crop=train_crop, seed=seed)
@@ -464,22 +599,25 @@ def evaluate(
     from metalearn_iqa.metrics import LOGISTIC_MIN_ITEMS
     from metalearn_iqa.prior import load_prior
 
+    if json_out:
+        _writable_file(Path(json_out), "--json")
     path = _resolve_checkpoint(checkpoint)
     config = _eval_config(crop, crops, max_side, display_side(dataset))
     model = load_prior(path)
     records = _load(dataset, root)
     metrics, _ = evaluate_records(model, records, config, progress=True)
+    if metrics["srocc"] is None:
+        click.echo("warning: the correlations are undefined: predictions or scores are all equal", err=True)
     for key, value in metrics.items():
-        if value is None:
+        if value is None and metrics["srocc"] is None:
+            click.echo(f"{key:14s} undefined")
+        elif value is None:
             click.echo(f"{key:14s} n/a (fit skipped below {LOGISTIC_MIN_ITEMS} images)")
         else:
             click.echo(f"{key:14s} {value:.4f}" if isinstance(value, float) else f"{key:14s} {value}")
     if json_out:
-        Path(json_out).write_text(
-            json.dumps(
-                {"checkpoint": str(path), "dataset": dataset, "view": asdict(config), **metrics}, indent=2
-            )
-        )
+        report = {"checkpoint": str(path), "dataset": dataset, "view": asdict(config), **metrics}
+        _write_output(Path(json_out), json.dumps(report, indent=2) + "\n")
 
 
 def _collect_images(inputs: tuple[str, ...]) -> list[Path]:
@@ -526,6 +664,10 @@ def predict(
     from metalearn_iqa.inference import PHOTO_SIDE, predict_records
     from metalearn_iqa.prior import load_prior
 
+    if csv_out:
+        _writable_file(Path(csv_out), "--csv")
+    if saliency:
+        _writable_folder(Path(saliency), "--saliency")
     path = _resolve_checkpoint(checkpoint)
     config = _eval_config(crop, crops, max_side, PHOTO_SIDE)
     model = load_prior(path)
@@ -534,12 +676,29 @@ def predict(
     for image, score in zip(images, scores):
         click.echo(f"{score:.4f}  {image}")
     if csv_out:
-        with open(csv_out, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["path", "score"])
-            writer.writerows((str(p), f"{s:.6f}") for p, s in zip(images, scores))
+        table = io.StringIO(newline="")
+        writer = csv.writer(table)
+        writer.writerow(["path", "score"])
+        writer.writerows((str(p), f"{s:.6f}") for p, s in zip(images, scores))
+        _write_output(Path(csv_out), table.getvalue())
     if saliency:
         _write_saliency(model, images, Path(saliency), config)
+
+
+def saliency_names(images: list[Path]) -> dict[Path, str]:
+    """One distinct map name per image: `a.png` -> `a_png_gradient.png`, so `a.png` and `a.jpg` keep
+    separate maps; images of the same name in different folders get `-2`, `-3` ... in input order."""
+    names: dict[Path, str] = {}
+    used: set[str] = set()
+    for path in images:
+        base = f"{path.stem}_{path.suffix.lstrip('.')}" if path.suffix else path.stem
+        name, count = f"{base}_gradient.png", 1
+        while name.lower() in used:  # case-insensitive file systems would merge a.PNG and a.png
+            count += 1
+            name = f"{base}-{count}_gradient.png"
+        used.add(name.lower())
+        names[path] = name
+    return names
 
 
 def _write_saliency(model: Any, images: list[Path], folder: Path, config: EvalConfig) -> None:
@@ -550,13 +709,14 @@ def _write_saliency(model: Any, images: list[Path], folder: Path, config: EvalCo
     from metalearn_iqa.saliency import gradient_map, save_gradient_map
 
     folder.mkdir(parents=True, exist_ok=True)
+    names = saliency_names(images)
     for path in images:
         view = downscale(read_image(path), config.max_side)
         if config.crop is not None:
             view = centre_crop(view, config.crop)
         grad = gradient_map(model, normalise(view[None])[0])
         shown = Image.fromarray(view.permute(1, 2, 0).numpy())
-        out = save_gradient_map(shown, grad, folder / f"{path.stem}_gradient.png", title=path.name)
+        out = save_gradient_map(shown, grad, folder / names[path], title=path.name)
         click.echo(f"gradient map -> {out}")
 
 
@@ -568,7 +728,8 @@ def _write_saliency(model: Any, images: list[Path], folder: Path, config: EvalCo
 @finetune_options
 @view_options
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="[outputs/lodo-DATASET-ALGO]")
-@click.option("--resume", is_flag=True)
+@click.option("--resume", is_flag=True, help="Continue the folds' runs (same settings).")
+@overwrite_option
 @friendly_errors
 def lodo(
     dataset: str,
@@ -581,6 +742,7 @@ def lodo(
     max_side: int | None,
     out: str | None,
     resume: bool,
+    overwrite: bool,
     **kw: Any,
 ) -> None:
     """Leave-one-distortion-out (Table 2): a prior per held-out type, tested zero-shot on all its images.
@@ -591,6 +753,7 @@ def lodo(
     from metalearn_iqa.paths import default_output_dir
     from metalearn_iqa.protocols.lodo import LodoConfig, run_lodo
 
+    _run_mode(resume, overwrite)
     prior = _prior_config(kw)
     held_out = _parse_types(types)
     config = LodoConfig(
@@ -600,7 +763,9 @@ def lodo(
         eval=_eval_config(crop, crops, max_side, display_side(dataset)),
     )
     out_dir = Path(out) if out else default_output_dir() / f"lodo-{dataset}-{prior.algorithm}"
-    result = run_lodo(_load(dataset, root), config, out_dir, resume=resume)
+    _writable_folder(out_dir, "--out")
+    with lock_run_dir(out_dir):  # a second command on this folder fails at once
+        result = run_lodo(_load(dataset, root), config, out_dir, resume=resume, overwrite=overwrite)
     click.echo(result["table"])
     click.echo(f"results -> {out_dir}")
 
@@ -630,7 +795,8 @@ def lodo(
 @prior_options
 @view_options
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="[outputs/cross-TARGET-ALGO]")
-@click.option("--resume", is_flag=True)
+@click.option("--resume", is_flag=True, help="Continue the prior's run (same settings).")
+@overwrite_option
 @friendly_errors
 def cross(
     prior_path: str | None,
@@ -646,6 +812,7 @@ def cross(
     max_side: int | None,
     out: str | None,
     resume: bool,
+    overwrite: bool,
     **kw: Any,
 ) -> None:
     """Synthetic-to-authentic (Tables 3-4): prior, then fine-tune on 80% and test on 20%, over seeded splits."""
@@ -655,6 +822,7 @@ def cross(
     from metalearn_iqa.protocols.cross import CrossConfig, prior_provenance, run_cross
     from metalearn_iqa.protocols.report import init_label
 
+    _run_mode(resume, overwrite)
     config = _prior_config(kw)
     cross_config = CrossConfig(
         repeats=repeats,
@@ -667,14 +835,15 @@ def cross(
     else:
         provenance = {"algorithm": config.algorithm, "init": init_label(config.model.pretrained)}
     name = f"cross-{target}-{provenance['algorithm']}"
-    out_dir = Path(out) if out else default_output_dir() / name
-    target_records = _load(target, target_root)
-    if prior_path:
-        prior = load_prior(prior_path)
-    else:
-        records = _load_many(prior_datasets or ("synthetic",), prior_roots)
-        prior, _ = train_prior(config, records, out_dir / "prior", resume=resume)
-    result = run_cross(prior, target_records, cross_config, out_dir, target, name, provenance)
+    out_dir = _writable_folder(Path(out) if out else default_output_dir() / name, "--out")
+    with lock_run_dir(out_dir):  # a second command on this folder fails at once
+        target_records = _load(target, target_root)
+        if prior_path:
+            prior = load_prior(prior_path)
+        else:
+            records = _load_many(prior_datasets or ("synthetic",), prior_roots)
+            prior, _ = train_prior(config, records, out_dir / "prior", resume=resume, overwrite=overwrite)
+        result = run_cross(prior, target_records, cross_config, out_dir, target, name, provenance)
     click.echo(result["table"])
     click.echo(f"results -> {out_dir}")
 
@@ -688,8 +857,9 @@ def cross(
     "--epochs", type=click.FloatRange(min=0, min_open=True), default=None, help="Override the priors' budget."
 )
 @click.option("--resume", is_flag=True, help="Reuse finished priors in the output folder.")
+@overwrite_option
 @friendly_errors
-def demo(out: str | None, seeds: str, epochs: float | None, resume: bool) -> None:
+def demo(out: str | None, seeds: str, epochs: float | None, resume: bool, overwrite: bool) -> None:
     """On the embedded synthetic database: train a MetaIQA prior and the fair baseline, compare them."""
     from metalearn_iqa.demo import DemoConfig, run_demo
     from metalearn_iqa.paths import default_output_dir
@@ -699,5 +869,8 @@ def demo(out: str | None, seeds: str, epochs: float | None, resume: bool) -> Non
         raise CLIError("--seeds needs at least one seed")
     if epochs:
         config.epochs = epochs
-    result = run_demo(config, Path(out) if out else default_output_dir() / "demo", resume=resume)
+    _run_mode(resume, overwrite)
+    out_dir = _writable_folder(Path(out) if out else default_output_dir() / "demo", "--out")
+    with lock_run_dir(out_dir):  # a second command on this folder fails at once
+        result = run_demo(config, out_dir, resume=resume, overwrite=overwrite)
     click.echo(result["table"])

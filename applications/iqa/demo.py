@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from metalearn import DivergedError
 from metalearn.logger import read_metrics
 from metalearn_iqa.data.distortions import DISTORTIONS
 from metalearn_iqa.data.records import IQARecord
@@ -39,7 +39,7 @@ from metalearn_iqa.metrics import srocc
 from metalearn_iqa.model import ModelConfig
 from metalearn_iqa.plots import scatter_plot, srocc_bars, training_curves
 from metalearn_iqa.prior import PRIOR_FILE, PriorConfig, load_prior, train_prior
-from metalearn_iqa.protocols.report import markdown_table, write_report
+from metalearn_iqa.protocols.report import markdown_table, mean_std, write_report
 from metalearn_iqa.tasks import split_by_reference
 
 
@@ -152,18 +152,23 @@ def split_contents(records: Sequence[IQARecord], config: DemoConfig, seed: int) 
 
 
 def choose_rates(
-    train: list[IQARecord], config: DemoConfig, out_dir: Path, store: ImageStore, resume: bool = False
-) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    train: list[IQARecord],
+    config: DemoConfig,
+    out_dir: Path,
+    store: ImageStore,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> tuple[dict[str, float], dict[str, dict[str, float | None]]]:
     """Each searched algorithm's rate with the best SROCC on a validation split of the training contents.
 
     Short runs (`search_fraction` of the budget) on the rest of the training contents; the test contents
-    are never looked at.
+    are never looked at. A rate whose run diverges scores None and is never chosen.
     """
     fit, validation = split_by_reference(
         train, 1.0 - config.validation_fraction, torch.Generator().manual_seed(12345)
     )
     rates: dict[str, float] = {}
-    scores: dict[str, dict[str, float]] = {}
+    scores: dict[str, dict[str, float | None]] = {}
     for algorithm, candidates in config.rate_candidates.items():
         if algorithm not in config.algorithms:
             continue
@@ -173,14 +178,30 @@ def choose_rates(
                 config.prior(algorithm, seed=0, rate=rate), epochs=config.epochs * config.search_fraction
             )
             run_dir = out_dir / f"{algorithm}-{rate:g}"
-            if resume and (run_dir / PRIOR_FILE).is_file():
-                model = load_prior(run_dir)
-            else:
-                model, _ = train_prior(prior, fit, run_dir, resume=resume, store=store)
+            try:
+                if resume and (run_dir / PRIOR_FILE).is_file():
+                    model = load_prior(run_dir)
+                else:
+                    model, _ = train_prior(
+                        prior, fit, run_dir, resume=resume, store=store, overwrite=overwrite
+                    )
+            except DivergedError:
+                scores[algorithm][f"{rate:g}"] = None  # a rate that diverges is never chosen
+                continue
             metrics, _ = evaluate_records(model, validation, EvalConfig(), store)
             scores[algorithm][f"{rate:g}"] = metrics["srocc"]
-        rates[algorithm] = float(max(scores[algorithm], key=lambda k: scores[algorithm][k]))
+        rates[algorithm] = _best_rate(algorithm, scores[algorithm])
     return rates, scores
+
+
+def _best_rate(algorithm: str, scores: dict[str, float | None]) -> float:
+    """The rate with the best validation SROCC among those that did not diverge."""
+    finite = {rate: score for rate, score in scores.items() if score is not None}
+    if not finite:
+        raise DivergedError(
+            f"{algorithm}: training diverged at every candidate rate ({', '.join(scores)})", 0
+        )
+    return float(max(finite, key=lambda rate: finite[rate]))
 
 
 def evaluate_prior(
@@ -207,23 +228,37 @@ def evaluate_prior(
         seed=seed,
     )
     for kind, test in split.unseen_test.items():
-        out["zero_shot"][kind] = evaluate_records(model, test, EvalConfig(), store)[0]["srocc"]
+        out["zero_shot"][kind] = _defined(evaluate_records(model, test, EvalConfig(), store)[0]["srocc"])
         metrics, pred = evaluate_records(
             finetune(model, split.adapt[kind], ft, store), test, EvalConfig(), store
         )
-        out["finetuned"][kind] = metrics["srocc"]
+        out["finetuned"][kind] = _defined(metrics["srocc"])
         out["pred"].extend(pred.tolist())
         out["true"].extend(r.score for r in test)
     return out
 
 
+def _defined(value: float | None) -> float:
+    """An undefined correlation (None: constant predictions) as NaN, so means over it stay undefined."""
+    return math.nan if value is None else value
+
+
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    values = list(values)
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    return mean_std(values)
 
 
-def run_demo(config: DemoConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]:
-    """Generate (or reuse) the database, choose the baseline's rate, train every prior per seed, compare."""
+def _f3(value: float) -> str:
+    """Three decimals, or "undefined" for a NaN (a correlation of constant predictions)."""
+    return "undefined" if math.isnan(value) else f"{value:.3f}"
+
+
+def run_demo(
+    config: DemoConfig, out_dir: Path, resume: bool = False, overwrite: bool = False
+) -> dict[str, Any]:
+    """Generate (or reuse) the database, choose the baseline's rate, train every prior per seed, compare.
+
+    `resume` reuses finished priors and continues interrupted ones; `overwrite` retrains over old runs.
+    """
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads)
@@ -235,9 +270,11 @@ def run_demo(config: DemoConfig, out_dir: Path, resume: bool = False) -> dict[st
         f"priors train on {len(first.train)} ({len({r.distortion for r in first.train})} types x half the "
         f"contents); held out: {', '.join(map(_type_name, config.held_out))}"
     )
-    rates, search = choose_rates(first.train, config, out_dir / "rate-search", store, resume)
+    rates, search = choose_rates(first.train, config, out_dir / "rate-search", store, resume, overwrite)
     for algorithm, rate in rates.items():
-        tried = ", ".join(f"{k}: {v:.3f}" for k, v in search[algorithm].items())
+        tried = ", ".join(
+            f"{k}: {'diverged' if v is None else f'{v:.3f}'}" for k, v in search[algorithm].items()
+        )
         print(f"{algorithm}: rate {rate:g}, chosen on validation contents (SROCC {tried})")
 
     runs: dict[str, list[dict[str, Any]]] = {a: [] for a in config.algorithms}
@@ -251,7 +288,9 @@ def run_demo(config: DemoConfig, out_dir: Path, resume: bool = False) -> dict[st
             if resume and (run_dir / PRIOR_FILE).is_file():
                 model = load_prior(run_dir)
             else:
-                model, _ = train_prior(prior, split.train, run_dir, resume=resume, store=store)
+                model, _ = train_prior(
+                    prior, split.train, run_dir, resume=resume, store=store, overwrite=overwrite
+                )
             train_s = time.perf_counter() - t0
             result = evaluate_prior(model, split, config, seed, store)
             result |= {"seed": seed, "train_seconds": train_s, "passes": prior.passes(len(split.train))}
@@ -261,9 +300,9 @@ def run_demo(config: DemoConfig, out_dir: Path, resume: bool = False) -> dict[st
                 per = prior.passes_per_iteration()
                 curves[algorithm] = [(int(r["iteration"]) * per, r["loss"]) for r in rows]
             print(
-                f"seed {seed} {algorithm}: seen-type SROCC {result['seen_srocc']:.3f}, held-out types "
-                f"zero-shot {np.mean(list(result['zero_shot'].values())):.3f}, fine-tuned "
-                f"{np.mean(list(result['finetuned'].values())):.3f} ({train_s:.0f} s)"
+                f"seed {seed} {algorithm}: seen-type SROCC {_f3(result['seen_srocc'])}, held-out types "
+                f"zero-shot {_f3(float(np.mean(list(result['zero_shot'].values()))))}, fine-tuned "
+                f"{_f3(float(np.mean(list(result['finetuned'].values()))))} ({train_s:.0f} s)"
             )
     summary = _summarise(runs, config)
     table = _table(summary, config)
@@ -318,6 +357,8 @@ def verdict(summary: dict[str, dict[str, Any]], meta: str = "metaiqa", base: str
         )
     ]
     mean, spread = _mean_std(diffs)
+    if math.isnan(mean):
+        return f"{meta} - {base} on held-out types after fine-tuning: undefined (a prior predicts one score for all)."
     if len(diffs) < 2:
         return f"{meta} - {base} on held-out types after fine-tuning: {mean:+.3f} (one seed: no spread to judge by)."
     larger = abs(mean) > spread
@@ -336,7 +377,7 @@ def verdict(summary: dict[str, dict[str, Any]], meta: str = "metaiqa", base: str
 
 def _table(summary: dict[str, dict[str, Any]], config: DemoConfig) -> str:
     def cell(alg: str, key: str) -> str:
-        return f"{summary[alg][key]:.3f} ± {summary[alg][key + '_std']:.3f}"
+        return f"{_f3(summary[alg][key])} ± {_f3(summary[alg][key + '_std'])}"
 
     rows = [
         [
@@ -346,7 +387,7 @@ def _table(summary: dict[str, dict[str, Any]], config: DemoConfig) -> str:
             cell(alg, "unseen_srocc_zero_shot"),
             cell(alg, "unseen_srocc_finetuned"),
         ]
-        + [f"{summary[alg]['per_type_finetuned'][k]:.3f}" for k in config.held_out]
+        + [_f3(summary[alg]["per_type_finetuned"][k]) for k in config.held_out]
         for alg in summary
     ]
     header = [

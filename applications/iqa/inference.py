@@ -28,7 +28,8 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import StepLR
 from tqdm.auto import tqdm
 
-from metalearn import mse_loss
+from metalearn import DivergedError, mse_loss
+from metalearn.checkpoint import first_nonfinite
 from metalearn.task import Batch
 from metalearn_iqa.data.records import DatasetError, IQARecord
 from metalearn_iqa.images import ImageStore, centre_crop, downscale, five_crops, normalise
@@ -109,8 +110,12 @@ def predict_records(
     store: ImageStore | None = None,
     progress: bool = False,
 ) -> np.ndarray:
-    """Predicted quality (higher = better) per record or image path, model in eval mode."""
-    store = store or ImageStore(capacity=256)
+    """Predicted quality (higher = better) per record or image path, model in eval mode.
+
+    Without a `store`, at most one batch of decoded full-size images is held at a time (each image is read
+    once, and camera photos add up); a caller's store, shared with training, keeps its own capacity.
+    """
+    store = store if store is not None else ImageStore(capacity=config.batch_size)
     paths = [r if isinstance(r, str) else r.path for r in records]
     device = next(model.parameters()).device
     was_training = model.training
@@ -118,11 +123,20 @@ def predict_records(
     scores: list[float] = []
     try:
         for start in tqdm(range(0, len(paths), config.batch_size), desc="predict", disable=not progress):
-            views = [scoring_views(store(path), config) for path in paths[start : start + config.batch_size]]
-            scores.extend(_score_views(model, views, device))
+            batch = paths[start : start + config.batch_size]
+            views = [scoring_views(store(path), config) for path in batch]
+            scores.extend(_finite(_score_views(model, views, device), batch))
     finally:
         model.train(was_training)
     return np.asarray(scores, dtype=np.float64)
+
+
+def _finite(scores: list[float], paths: Sequence[str]) -> list[float]:
+    """The scores, if all finite: a NaN or an infinity means the model is broken, never a quality reading."""
+    for score, path in zip(scores, paths):
+        if not np.isfinite(score):
+            raise ValueError(f"{path}: the model's score is {score} (diverged or overflowing weights?)")
+    return scores
 
 
 def evaluate_records(
@@ -191,7 +205,10 @@ def _train_epoch(model: nn.Module, batches: Iterable[Batch], optimizer: torch.op
 def finetune(
     model: nn.Module, records: Sequence[IQARecord], config: FinetuneConfig, store: ImageStore | None = None
 ) -> nn.Module:
-    """A copy of `model` fine-tuned for `config.epochs` epochs on `records` (the prior is untouched)."""
+    """A copy of `model` fine-tuned for `config.epochs` epochs on `records` (the prior is untouched).
+
+    Raises `DivergedError` after the first epoch that leaves a weight that is not finite.
+    """
     tuned = copy.deepcopy(model)
     if config.epochs == 0:
         return tuned
@@ -200,7 +217,13 @@ def finetune(
     batches = training_batches(records, store or ImageStore(), config.crop, config.batch_size, config.seed)
     optimizer, schedule = finetune_optimizer(tuned, config)
     tuned.train()
-    for _ in range(config.epochs):
+    for epoch in range(1, config.epochs + 1):
         _train_epoch(tuned, batches, optimizer)
         schedule.step()
+        bad = first_nonfinite(tuned.state_dict())
+        if bad is not None:
+            raise DivergedError(
+                f"fine-tuning diverged in epoch {epoch}: non-finite weights in {bad} (learning rate {config.lr:g} too high?)",
+                epoch,
+            )
     return tuned

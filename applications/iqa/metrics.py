@@ -1,7 +1,8 @@
 """IQA evaluation metrics: rank and linear correlations between predicted scores and MOS.
 
-Correlations of a constant prediction (or constant target) are undefined; every function here returns
-0.0 in that case instead of NaN, so averages over tasks stay finite.
+Correlations of a constant prediction (or constant target) are undefined: `srocc`, `plcc`, `krcc` and
+`plcc_logistic` return NaN and warn, and `evaluate_scores` reports them as None ("undefined" in the CLI),
+never as a 0.0 that reads like a real, poor result.
 
 The 4-parameter logistic fit needs enough points to mean anything (and scipy refuses fewer than 4): below
 `LOGISTIC_MIN_ITEMS` = 10 images it is skipped and `plcc_logistic` is None (JSON null, "n/a" in tables).
@@ -51,33 +52,42 @@ def _is_constant(x: np.ndarray) -> bool:
     return bool(np.ptp(x) == 0.0)
 
 
-def _safe(value: float) -> float:
-    """Map an undefined (NaN) correlation to 0.0."""
-    return 0.0 if not np.isfinite(value) else float(value)
+def _undefined(p: np.ndarray, t: np.ndarray, name: str, warn: bool = True) -> bool:
+    """True (warning once, unless `warn` is off) when a correlation of `p` with `t` is undefined."""
+    if not (_is_constant(p) or _is_constant(t)):
+        return False
+    if warn:
+        which = "predictions" if _is_constant(p) else "target scores"
+        warnings.warn(f"{name} undefined: the {which} are constant", RuntimeWarning, stacklevel=3)
+    return True
 
 
-def srocc(pred: ArrayLike, target: ArrayLike) -> float:
-    """Spearman rank-order correlation; 0.0 if either input is constant."""
+def _finite_or_nan(value: float) -> float:
+    return float(value) if np.isfinite(value) else float("nan")
+
+
+def srocc(pred: ArrayLike, target: ArrayLike, warn: bool = True) -> float:
+    """Spearman rank-order correlation; NaN (with a warning) if either input is constant."""
     p, t = _validate(pred, target)
-    if _is_constant(p) or _is_constant(t):
-        return 0.0
-    return _safe(stats.spearmanr(p, t)[0])
+    if _undefined(p, t, "SROCC", warn):
+        return float("nan")
+    return _finite_or_nan(stats.spearmanr(p, t)[0])
 
 
-def plcc(pred: ArrayLike, target: ArrayLike) -> float:
-    """Raw Pearson linear correlation (no nonlinear mapping); 0.0 if either input is constant."""
+def plcc(pred: ArrayLike, target: ArrayLike, warn: bool = True) -> float:
+    """Raw Pearson linear correlation (no nonlinear mapping); NaN (with a warning) if either input is constant."""
     p, t = _validate(pred, target)
-    if _is_constant(p) or _is_constant(t):
-        return 0.0
-    return _safe(stats.pearsonr(p, t)[0])
+    if _undefined(p, t, "PLCC", warn):
+        return float("nan")
+    return _finite_or_nan(stats.pearsonr(p, t)[0])
 
 
-def krcc(pred: ArrayLike, target: ArrayLike) -> float:
-    """Kendall rank-order correlation (tau-b); 0.0 if either input is constant."""
+def krcc(pred: ArrayLike, target: ArrayLike, warn: bool = True) -> float:
+    """Kendall rank-order correlation (tau-b); NaN (with a warning) if either input is constant."""
     p, t = _validate(pred, target)
-    if _is_constant(p) or _is_constant(t):
-        return 0.0
-    return _safe(stats.kendalltau(p, t)[0])
+    if _undefined(p, t, "KRCC", warn):
+        return float("nan")
+    return _finite_or_nan(stats.kendalltau(p, t)[0])
 
 
 def rmse(pred: ArrayLike, target: ArrayLike) -> float:
@@ -109,34 +119,38 @@ def _fit_logistic(p: np.ndarray, t: np.ndarray) -> np.ndarray | None:
 def plcc_logistic_with_flag(pred: ArrayLike, target: ArrayLike) -> tuple[float | None, bool]:
     """PLCC after the 4-parameter logistic mapping, plus whether the fit succeeded (else raw PLCC).
 
-    None (and False) below `LOGISTIC_MIN_ITEMS` images: the fit is skipped. Negative when the fitted mapping
-    is decreasing, so the sign agrees with SROCC.
+    None (and False) below `LOGISTIC_MIN_ITEMS` images: the fit is skipped. NaN when either input is
+    constant (undefined). Negative when the fitted mapping is decreasing, so the sign agrees with SROCC.
     """
     p, t = _validate(pred, target)
     if p.size < LOGISTIC_MIN_ITEMS:
         return None, False
     if _is_constant(p) or _is_constant(t):
-        return 0.0, False
+        return float("nan"), False
     params = _fit_logistic(p, t)
     if params is None:
-        return plcc(p, t), False
+        return plcc(p, t, warn=False), False
     mapped = logistic4(p, *params)
     if _is_constant(mapped):
-        return plcc(p, t), False
+        return plcc(p, t, warn=False), False
     direction = 1.0 if params[0] >= params[1] else -1.0  # keep the sign of a decreasing mapping
-    return direction * _safe(stats.pearsonr(mapped, t)[0]), True
+    return direction * _finite_or_nan(stats.pearsonr(mapped, t)[0]), True
 
 
 def plcc_logistic(pred: ArrayLike, target: ArrayLike) -> float | None:
-    """PLCC after the 4-parameter logistic fit; None below 10 images; warns and gives raw PLCC if the fit fails."""
-    value, ok = plcc_logistic_with_flag(pred, target)
+    """PLCC after the 4-parameter logistic fit; None below 10 images; NaN (with a warning) if either input
+    is constant; warns and gives raw PLCC if the fit fails."""
+    p, t = _validate(pred, target)
+    value, ok = plcc_logistic_with_flag(p, t)
+    if value is not None and p.size >= LOGISTIC_MIN_ITEMS:
+        _undefined(p, t, "PLCC (logistic)")
     _warn_if_fit_failed(ok, value)
     return value
 
 
 def _warn_if_fit_failed(ok: bool, value: float | None) -> None:
     """Warn that the logistic fit failed (only when it was attempted and a correlation was defined at all)."""
-    if not ok and value is not None and value != 0.0:
+    if not ok and value is not None and np.isfinite(value):
         warnings.warn(
             "logistic fit failed; plcc_logistic falls back to raw PLCC", RuntimeWarning, stacklevel=3
         )
@@ -145,16 +159,22 @@ def _warn_if_fit_failed(ok: bool, value: float | None) -> None:
 def evaluate_scores(pred: ArrayLike, target: ArrayLike) -> dict[str, float | None]:
     """All metrics at once (keys: srocc, plcc, plcc_logistic, krcc, rmse, n); warns if the logistic fit fails.
 
-    `plcc_logistic` is None when there are fewer than `LOGISTIC_MIN_ITEMS` images (fit skipped).
+    `plcc_logistic` is None when there are fewer than `LOGISTIC_MIN_ITEMS` images (fit skipped). With constant
+    predictions or target scores every correlation is None (undefined) and one warning says which.
     """
     p, t = _validate(pred, target)
-    fitted, ok = plcc_logistic_with_flag(p, t)
-    _warn_if_fit_failed(ok, fitted)
+    if _undefined(p, t, "SROCC, PLCC and KRCC"):
+        fitted = None
+        correlations: dict[str, float | None] = dict.fromkeys(("srocc", "plcc", "krcc"))
+    else:
+        fitted, ok = plcc_logistic_with_flag(p, t)
+        _warn_if_fit_failed(ok, fitted)
+        correlations = {"srocc": srocc(p, t), "plcc": plcc(p, t), "krcc": krcc(p, t)}
     return {
-        "srocc": srocc(p, t),
-        "plcc": plcc(p, t),
+        "srocc": correlations["srocc"],
+        "plcc": correlations["plcc"],
         "plcc_logistic": fitted,
-        "krcc": krcc(p, t),
+        "krcc": correlations["krcc"],
         "rmse": rmse(p, t),
         "n": int(p.size),
     }

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,8 @@ import torch
 from torch import Tensor, nn
 from torchvision import transforms
 from torchvision.models import ResNet18_Weights, resnet18
+
+from metalearn.checkpoint import atomic_write_bytes, first_nonfinite
 
 __all__ = [
     "BACKBONES",
@@ -275,22 +276,21 @@ def build_model(config: ModelConfig | None = None) -> IQANet:
 
 
 def save_model(model: IQANet, config: ModelConfig, path: str | os.PathLike[str]) -> Path:
-    """Write tensors + JSON config to ``path`` atomically; the file loads with ``weights_only=True``."""
+    """Write tensors + JSON config to ``path`` atomically; the file loads with ``weights_only=True``.
+
+    Weights holding a NaN or an infinity (a diverged run) raise `WeightsError` and nothing is written.
+    """
     path = Path(path)
+    bad = first_nonfinite(model.state_dict())
+    if bad is not None:
+        raise WeightsError(f"{path}: refusing to write non-finite weights ({bad}): training diverged")
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "config": config.to_json(),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, lambda fh: torch.save(payload, fh))
     return path
 
 
@@ -309,6 +309,10 @@ def load_model(
         raise WeightsError(
             f"{path} is not a metalearn_iqa model checkpoint (expected format {CHECKPOINT_FORMAT})"
         )
+    state = payload.get("state_dict")
+    bad = first_nonfinite(state) if isinstance(state, Mapping) else None
+    if bad is not None:
+        raise WeightsError(f"{path}: non-finite weights in {bad} (saved by a diverged run?)")
     config = ModelConfig.from_json(payload["config"])
     model = IQANet(config)
     try:

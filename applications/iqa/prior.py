@@ -13,6 +13,7 @@ import torch
 
 from metalearn import MetaTrainer, TrainerConfig, mse_loss
 from metalearn.algorithms import MAML, MetaAlgorithm, MetaIQA, Plain, Pretrain, Reptile
+from metalearn.runs import claim_run_dir, lock_run_dir
 from metalearn.sampler import TaskSampler
 from metalearn_iqa.data.records import IQARecord
 from metalearn_iqa.images import ImageStore
@@ -24,6 +25,11 @@ ALGORITHMS = ("metaiqa", "maml", "fomaml", "reptile", "baseline", "pooled-baseli
 Adam step per meta-batch on the pooled images of its tasks (fewer, larger steps at the same passes)."""
 PRIOR_FILE = "prior.pt"
 SUMMARY_FILE = "prior.json"
+CHECKPOINT_DIR = "checkpoint"
+RUN_FILES = (PRIOR_FILE, SUMMARY_FILE, CHECKPOINT_DIR)
+"""What `train_prior` writes into its folder (what `overwrite=True` may delete)."""
+BUDGET_FIELDS = ("epochs", "iterations", "device", "threads")
+"""`PriorConfig` fields a resumed run may change: the budget, and where and how fast it runs."""
 
 
 @dataclass
@@ -80,6 +86,10 @@ class PriorConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def settings(self) -> dict:
+        """The fields that change the weights, which a resumed run must keep (all but `BUDGET_FIELDS`)."""
+        return {k: v for k, v in self.to_dict().items() if k not in BUDGET_FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict) -> PriorConfig:
@@ -180,6 +190,7 @@ def make_trainer(
         loss_fn=mse_loss,
         device=config.device,
         config=trainer_config,
+        run_config=config.settings() | {"training_images": len(records)},
     )
 
 
@@ -190,13 +201,35 @@ def train_prior(
     resume: bool = False,
     store: ImageStore | None = None,
     checkpoint_every: int = 25,
+    overwrite: bool = False,
 ) -> tuple[IQANet, list[dict[str, float]]]:
-    """Meta-train a prior on `records`, checkpointing to `out_dir` (resumable); writes `prior.pt` at the end."""
+    """Meta-train a prior on `records`, checkpointing to `out_dir` (resumable); writes `prior.pt` at the end.
+
+    `out_dir` is locked while training; a previous run there is refused unless `resume` continues it
+    (same settings, a budget at least as large) or `overwrite` deletes it first (see `MetaTrainer.fit`).
+    """
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: continue the run or replace it")
     out = Path(out_dir)
+    with lock_run_dir(out):
+        claim_run_dir(out, RUN_FILES, resume=resume, overwrite=overwrite)
+        return _train_prior(config, records, out, resume, store, checkpoint_every)
+
+
+def _train_prior(
+    config: PriorConfig,
+    records: Sequence[IQARecord],
+    out: Path,
+    resume: bool,
+    store: ImageStore | None,
+    checkpoint_every: int,
+) -> tuple[IQANet, list[dict[str, float]]]:
+    """`train_prior` inside its claimed, locked folder (so no other run's prior is left in it, unless this
+    one resumes a finished run, whose `prior.json` says how far it went)."""
     trainer = make_trainer(config, records, store)
     trainer.config.checkpoint_every = checkpoint_every
     iterations = config.total_iterations(len(records))
-    rows = trainer.fit(iterations, checkpoint_dir=out / "checkpoint", resume=resume)
+    rows = trainer.fit(iterations, checkpoint_dir=out / CHECKPOINT_DIR, resume=resume)
     model = trainer.model
     assert isinstance(model, IQANet)
     save_model(model.cpu(), config.model, out / PRIOR_FILE)

@@ -222,7 +222,7 @@ def test_predict_picks_the_newest_prior(
     assert names == ["a.png", "b.JPG", "c.bmp"]
     assert all(np.isfinite(float(r["score"])) for r in rows)
     maps = sorted(p.name for p in (tmp_path / "maps").iterdir())
-    assert maps == ["a_gradient.png", "b_gradient.png", "c_gradient.png"]
+    assert maps == ["a_png_gradient.png", "b_JPG_gradient.png", "c_bmp_gradient.png"]
     for path in (tmp_path / "maps").iterdir():
         with Image.open(path) as img:
             assert img.format == "PNG" and img.size[0] > 100
@@ -422,3 +422,158 @@ def test_algorithm_help_explains_the_baselines() -> None:
     text = " ".join(result.output.split())
     assert "pooled-baseline" in text and "fair" in text and "--outer-optimizer" in text
     assert "--epochs" in text and "--backbone" in text
+
+
+# --------------------------------------------------------------------------------- non-finite weights
+
+
+def _nan_prior(path: Path) -> Path:
+    """A prior file in the right format whose weights hold a NaN (as a diverged run would have written)."""
+    model = build_model(ModelConfig(backbone="small", width=4))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    next(v for v in state.values() if v.is_floating_point())[0] = float("nan")
+    save_model(model, ModelConfig(backbone="small", width=4), path)
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"] = state
+    torch.save(payload, path)
+    return path
+
+
+def test_diverged_training_is_a_one_line_error_and_writes_no_prior(kadid_root: Path, tmp_path: Path) -> None:
+    result = run(
+        "iqa", "train", "--dataset", "kadid10k", "--root", str(kadid_root), *SMALL_FAST,
+        "--iterations", "3", "--outer-lr", "1e30", "--out", "run",
+    )  # fmt: skip
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert "diverged at iteration" in errors[0] and "no checkpoint written" in errors[0]
+    assert "prior written" not in result.output
+    assert not (tmp_path / "run" / "prior.pt").exists() and not (tmp_path / "run" / "prior.json").exists()
+
+
+def test_a_failed_run_removes_the_previous_prior(kadid_root: Path, tmp_path: Path) -> None:
+    stale = tmp_path / "run" / "prior.pt"
+    save_model(
+        build_model(ModelConfig(backbone="small", width=4)), ModelConfig(backbone="small", width=4), stale
+    )
+    result = run(
+        "iqa", "train", "--dataset", "kadid10k", "--root", str(kadid_root), *SMALL_FAST,
+        "--iterations", "3", "--outer-lr", "1e30", "--out", "run", "--overwrite",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "diverged" in result.output
+    assert not stale.exists()
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "finetune"])
+def test_a_nan_prior_is_a_one_line_error_naming_the_file(
+    command: str, tmp_path: Path, image_folder: Path, kadid_root: Path
+) -> None:
+    prior = _nan_prior(tmp_path / "nan" / "prior.pt")
+    data = ["--dataset", "kadid10k", "--root", str(kadid_root)]
+    args = {
+        "predict": [str(image_folder), "--checkpoint", str(prior)],
+        "evaluate": [*data, "--checkpoint", str(prior)],
+        "finetune": ["--checkpoint", str(prior), *data, "--epochs", "1", "--out", "ft.pt"],
+    }[command]
+    result = run("iqa", command, *args)
+    assert_one_line_error(result, str(prior), "non-finite")
+    assert not (tmp_path / "ft.pt").exists()
+
+
+def test_diverged_finetuning_is_a_one_line_error_and_writes_nothing(kadid_root: Path, tmp_path: Path) -> None:
+    prior = save_model(
+        build_model(ModelConfig(backbone="small", width=4)), ModelConfig(backbone="small", width=4), "p.pt"
+    )
+    result = run(
+        "iqa", "finetune", "--checkpoint", str(prior), "--dataset", "kadid10k", "--root", str(kadid_root),
+        "--epochs", "2", "--lr", "1e30", "--batch-size", "4", "--train-crop", "32", "--out", "ft.pt",
+    )  # fmt: skip
+    assert_one_line_error(result, "fine-tuning diverged in epoch 1")
+    assert not (tmp_path / "ft.pt").exists()
+
+
+# --------------------------------------------------------------------------------------- large images
+
+
+def test_predict_holds_at_most_one_batch_of_decoded_images(
+    spy: SizeSpy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from metalearn_iqa import inference
+
+    held: list[int] = []
+
+    class Store(inference.ImageStore):
+        def __call__(self, path: str) -> torch.Tensor:
+            image = super().__call__(path)
+            held.append(self.held)
+            return image
+
+    monkeypatch.setattr(inference, "ImageStore", Store)
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(40):
+        Image.fromarray(np.full((6, 7, 3), i, dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    result = run("iqa", "predict", str(folder), "--checkpoint", "m.pt")
+    assert result.exit_code == 0, result.output
+    assert len(result.output.splitlines()) == 40 and len(held) == 40
+    assert max(held) <= inference.EvalConfig().batch_size < 40
+
+
+@pytest.mark.parametrize("side", [11, 21])  # past Pillow's limit (a warning), past twice it (an error)
+def test_predict_on_a_decompression_bomb_is_a_one_line_error(
+    side: int, spy: SizeSpy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Image.fromarray(np.zeros((10, side, 3), dtype=np.uint8)).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    result = run("iqa", "predict", "bomb.png", "--checkpoint", "m.pt")
+    assert_one_line_error(result, "bomb.png", "too large to decode safely", f"{10 * side} pixels")
+
+
+def test_evaluate_with_constant_predictions_says_undefined(kadid_root: Path, tmp_path: Path) -> None:
+    config = ModelConfig(backbone="small", width=4, pretrained="none")
+    model = build_model(config)
+    with torch.no_grad():
+        for param in model.head.parameters():
+            param.zero_()  # every image gets the same score
+    save_model(model, config, tmp_path / "flat.pt")
+    result = run(
+        "iqa", "evaluate", "--dataset", "kadid10k", "--root", str(kadid_root),
+        "--checkpoint", str(tmp_path / "flat.pt"), "--json", "m.json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "undefined" in result.output and "0.0000" not in result.output.split("rmse")[0]
+    assert "warning: the correlations are undefined" in result.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["srocc"] is metrics["plcc"] is metrics["krcc"] is None
+
+
+def test_saliency_maps_of_same_named_images_do_not_overwrite_each_other(
+    random_model: Path, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(2)
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    for name in ("a.png", "a.jpg", "sub/a.png"):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(photos / name)
+    result = run("iqa", "predict", str(photos), "--checkpoint", str(random_model), "--saliency", "maps")
+    assert result.exit_code == 0, result.output
+    maps = sorted(p.name for p in (tmp_path / "maps").iterdir())
+    assert maps == ["a_jpg_gradient.png", "a_png-2_gradient.png", "a_png_gradient.png"]
+    assert result.output.count("gradient map -> ") == 3
+
+
+def test_data_check_names_an_image_that_does_not_decode(tmp_path: Path) -> None:
+    make_tid2013(tmp_path / "tid")
+    root = str(tmp_path / "tid")
+    result = run("iqa", "data", "--dataset", "tid2013", "--root", root, "--check")
+    assert result.exit_code == 0 and "12 images from tid2013 decoded" in result.output, result.output
+    images = sorted((tmp_path / "tid" / "distorted_images").iterdir())
+    images[0].write_bytes(b"")  # 0 bytes
+    images[1].write_bytes(images[1].read_bytes()[:20])  # truncated
+    result = run("iqa", "data", "--dataset", "tid2013", "--root", root, "--check", "--out", "t.csv")
+    line = assert_one_line_error(result, images[0].name, "cannot decode", "1 more")
+    assert not (tmp_path / "t.csv").exists()  # nothing written from a database that cannot train
+    assert "Error" in line
+    assert_one_line_error(run("iqa", "data", "--dataset", "tid2013", "--root", root), "--out", "--check")

@@ -110,3 +110,38 @@ def test_verdict_says_whether_the_gap_beats_the_seed_spread() -> None:
     assert "in favour of baseline" in verdict(_summary([0.5, 0.5], [0.6, 0.61]))
     assert "NOT larger than the spread" in verdict(_summary([0.6, 0.4], [0.5, 0.5]))
     assert "one seed" in verdict(_summary([0.6], [0.5]))
+    assert "undefined" in verdict(_summary([float("nan"), 0.6], [0.5, 0.5]))  # a constant predictor
+
+
+def test_demo_readings_of_a_constant_predictor_are_undefined() -> None:
+    from metalearn_iqa.demo import _defined, _f3, _mean_std
+
+    mean, std = _mean_std([0.5, _defined(None)])
+    assert _f3(mean) == _f3(std) == "undefined" and _f3(0.25) == "0.250"
+
+
+def test_a_rate_that_diverges_is_never_chosen(
+    kadid_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from metalearn import DivergedError
+    from metalearn_iqa import demo
+    from metalearn_iqa.data.registry import load_dataset
+    from metalearn_iqa.images import ImageStore
+
+    diverging = {"1e-05", "0.003"}
+
+    def train(prior, records, run_dir, resume=False, store=None, overwrite=False):  # noqa: ANN001, ANN202
+        if Path(run_dir).name.split("-", 1)[1] in diverging:
+            raise DivergedError("training diverged at iteration 1", 1)
+        return object(), []
+
+    monkeypatch.setattr(demo, "train_prior", train)
+    monkeypatch.setattr(demo, "evaluate_records", lambda *args: ({"srocc": 0.5}, None))
+    records = load_dataset("kadid10k", str(kadid_root))
+    config = _config(rate_candidates={"baseline": (1e-5, 1e-3, 3e-3)}, algorithms=("baseline",))
+    rates, scores = demo.choose_rates(records, config, tmp_path, ImageStore())
+    assert rates == {"baseline": 1e-3}
+    assert scores == {"baseline": {"1e-05": None, "0.001": 0.5, "0.003": None}}
+    diverging.add("0.001")
+    with pytest.raises(DivergedError, match="baseline: training diverged at every candidate rate"):
+        demo.choose_rates(records, config, tmp_path, ImageStore())

@@ -171,3 +171,61 @@ def test_finetune_rejects_bad_settings(mixed: list[IQARecord]) -> None:
         FinetuneConfig(epochs=1, batch_size=1)
     with pytest.raises(DatasetError, match="at least 2"):
         finetune(_tiny_model(), mixed[:1], FinetuneConfig(epochs=1, crop=32))
+
+
+class NaNModel(nn.Module):
+    """Scores every image NaN, as a model with overflowing weights would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * x.mean(dim=(1, 2, 3)) * float("nan")
+
+
+def test_a_non_finite_score_is_an_error_naming_the_image(mixed: list[IQARecord]) -> None:
+    with pytest.raises(ValueError, match=rf"{mixed[0].path}: the model's score is nan"):
+        predict_records(NaNModel(), mixed)
+
+
+def test_diverged_finetuning_raises(mixed: list[IQARecord]) -> None:
+    from metalearn import DivergedError
+
+    model = build_model(ModelConfig(backbone="small", width=4))
+    config = FinetuneConfig(epochs=3, lr=1e30, batch_size=4, crop=32)
+    with pytest.raises(DivergedError, match="fine-tuning diverged in epoch 1: non-finite weights") as caught:
+        finetune(model, mixed, config)
+    assert caught.value.iteration == 1
+
+
+class PeakStore(ImageStore):
+    """An ImageStore that remembers the most decoded images it ever held; every instance is recorded."""
+
+    made: list[PeakStore] = []
+
+    def __init__(self, capacity: int = 4096) -> None:
+        super().__init__(capacity)
+        self.peak = 0
+        PeakStore.made.append(self)
+
+    def __call__(self, path: str) -> torch.Tensor:
+        image = super().__call__(path)
+        self.peak = max(self.peak, self.held)
+        return image
+
+
+def test_prediction_holds_at_most_one_batch_of_images(
+    mixed: list[IQARecord], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inference, "ImageStore", PeakStore)
+    PeakStore.made.clear()
+    config = EvalConfig(batch_size=3)
+    scores = predict_records(SizeSpy(), mixed, config)
+    evaluate_records(SizeSpy(), mixed, config)
+    assert len(scores) == len(mixed) == 10
+    assert len(PeakStore.made) == 2
+    assert all(0 < store.peak <= config.batch_size for store in PeakStore.made)
+    shared = ImageStore(capacity=100)  # a caller's store (shared with training) keeps its capacity
+    predict_records(SizeSpy(), mixed, config, shared)
+    assert shared.held == len(mixed)

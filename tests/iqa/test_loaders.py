@@ -245,3 +245,52 @@ def test_table_round_trip(tmp_path: Path) -> None:
     assert read_table(table) == records
     with table.open(newline="") as fh:
         assert next(csv.reader(fh))[:2] == ["path", "score"]
+
+
+# ---------------------------------------------------------------- score files: range and repeated images
+
+
+def test_scores_outside_the_range_are_refused_not_clipped(tmp_path: Path) -> None:
+    make_kadid10k(tmp_path)
+    dmos = tmp_path / "kadid10k" / "dmos.csv"
+    lines = dmos.read_text().splitlines()
+    name = lines[1].split(",")[0]
+    for bad in ("5.3", "-0.2"):
+        dmos.write_text(
+            "\n".join([lines[0], lines[1].replace(lines[1].split(",")[2], bad), *lines[2:]]) + "\n"
+        )
+        message = assert_error("dmos.csv:2", load_kadid10k, tmp_path)
+        assert bad.lstrip("-") in message and "1..5" in message and "not clipping" in message, message
+    make_tid2013(tmp_path / "tid")
+    scores = tmp_path / "tid" / "mos_with_names.txt"
+    first, *rest = scores.read_text().splitlines()
+    scores.write_text("\n".join([f"9.5 {first.split()[1]}", *rest]) + "\n")
+    assert "0..9" in assert_error("mos_with_names.txt:1", load_tid2013, tmp_path / "tid")
+    make_livec(tmp_path / "livec")
+    mos = tmp_path / "livec" / "Data" / "AllMOS_release.mat"
+    savemat(mos, {"AllMOS_release": np.array([[50.0] * 10 + [101.0]])})
+    assert "entry 11" in assert_error("AllMOS_release.mat", load_livec, tmp_path / "livec")
+    assert name  # the row's image exists: only its score is at fault
+
+
+def test_repeated_images_in_a_score_file(tmp_path: Path) -> None:
+    make_kadid10k(tmp_path)
+    dmos = tmp_path / "kadid10k" / "dmos.csv"
+    good = dmos.read_text()
+    lines = good.splitlines()
+    count = len(lines) - 1
+    dmos.write_text(good + lines[1] + "\n")  # an identical repeat: used once, with a warning
+    with pytest.warns(UserWarning, match=rf"dmos.csv:{count + 2}: .* repeats an identical earlier row"):
+        assert len(load_kadid10k(tmp_path)) == count
+    cells = lines[1].split(",")
+    conflicting = ",".join([*cells[:2], "1.5", *cells[3:]])
+    dmos.write_text(good + conflicting + "\n")
+    message = assert_error(f"dmos.csv:{count + 2}", load_kadid10k, tmp_path)
+    assert cells[0] in message and "another score" in message and "dmos.csv:2" in message
+    make_koniq10k(tmp_path / "koniq")
+    scores = next((tmp_path / "koniq").glob("koniq10k_*.csv"))
+    rows = scores.read_text().splitlines()
+    first = next(csv.DictReader(rows))
+    conflicting = rows[1].replace(first["MOS"], str(float(first["MOS"]) / 2 + 1.2), 1)
+    scores.write_text("\n".join([*rows, conflicting]) + "\n")
+    assert "another score" in assert_error(first["image_name"], load_koniq10k, tmp_path / "koniq")

@@ -68,14 +68,20 @@ def test_decreasing_mapping_keeps_sign() -> None:
     assert plcc_logistic(x, y) < -0.99
 
 
-def test_constant_prediction_gives_zero() -> None:
+def test_constant_prediction_is_undefined_not_zero() -> None:
     target = np.arange(12.0)
     pred = np.full(12, 0.3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no NaN / ConstantInputWarning leaks
+    with pytest.warns(RuntimeWarning, match="undefined: the predictions are constant") as caught:
         out = evaluate_scores(pred, target)
-    assert out["srocc"] == out["plcc"] == out["plcc_logistic"] == out["krcc"] == 0.0
+    assert len(caught) == 1  # one warning, no scipy ConstantInputWarning
+    assert out["srocc"] is out["plcc"] is out["plcc_logistic"] is out["krcc"] is None
     assert np.isfinite(out["rmse"])
+
+
+@pytest.mark.parametrize("metric", [srocc, plcc, krcc, plcc_logistic])
+def test_each_correlation_of_constant_scores_is_nan(metric) -> None:  # noqa: ANN001
+    with pytest.warns(RuntimeWarning, match="target scores are constant"):
+        assert np.isnan(metric(np.arange(12.0), np.full(12, 0.5)))
 
 
 def test_failed_fit_falls_back_with_warning(monkeypatch: pytest.MonkeyPatch) -> None:

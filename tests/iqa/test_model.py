@@ -197,6 +197,22 @@ def test_load_model_errors(tmp_path: Path) -> None:
         load_model(other)
 
 
+def test_non_finite_weights_are_never_written_or_loaded(tmp_path: Path) -> None:
+    config = ModelConfig(backbone="small", width=4)
+    model = build_model(config)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("inf"))
+    with pytest.raises(WeightsError, match="refusing to write non-finite weights"):
+        save_model(model, config, tmp_path / "bad.pt")
+    assert not (tmp_path / "bad.pt").exists() and not list(tmp_path.iterdir())
+    path = save_model(build_model(config), config, tmp_path / "prior.pt")
+    payload = torch.load(path, weights_only=True)
+    next(iter(payload["state_dict"].values()))[0] = float("nan")
+    torch.save(payload, path)
+    with pytest.raises(WeightsError, match=rf"{re.escape(str(path))}: non-finite weights in "):
+        load_model(path)
+
+
 def test_missing_weights_path(tmp_path: Path) -> None:
     missing = tmp_path / "nope.pth"
     with pytest.raises(WeightsError, match=re.escape(str(missing))):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -245,6 +246,34 @@ def test_train_prior_resumes_to_the_same_weights(records: list[IQARecord], tmp_p
     assert all(torch.equal(saved_a[k], saved_b[k]) for k in saved_a)
 
 
+def test_train_prior_resume_is_exact_with_the_authors_head(records: list[IQARecord], tmp_path: Path) -> None:
+    """The authors' head has dropout, which draws from torch's global stream: resume must restore it."""
+
+    def config(iterations: int) -> PriorConfig:
+        prior = _prior(iterations=iterations, tasks=1)
+        return dataclasses.replace(prior, model=ModelConfig(head="authors", pretrained="none"))
+
+    straight, _ = train_prior(config(4), records, tmp_path / "straight")
+    train_prior(config(2), records, tmp_path / "split", checkpoint_every=1)
+    torch.manual_seed(1234)  # whatever ran in between
+    resumed, rows = train_prior(config(4), records, tmp_path / "split", resume=True)
+    assert [int(r["iteration"]) for r in rows] == [3, 4]
+    a, b = resumed.state_dict(), straight.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed prior differs from an uninterrupted run"
+
+
+def test_train_prior_refuses_a_previous_run(records: list[IQARecord], tmp_path: Path) -> None:
+    from metalearn import RunExistsError
+
+    train_prior(_prior(tasks=1), records, tmp_path)
+    with pytest.raises(RunExistsError, match="prior.pt"):
+        train_prior(_prior(tasks=1), records, tmp_path)
+    (tmp_path / "mine.txt").write_text("not a run's\n")
+    with pytest.raises(RunExistsError, match="mine.txt"):
+        train_prior(_prior(tasks=1), records, tmp_path, overwrite=True)
+    assert (tmp_path / PRIOR_FILE).is_file() and (tmp_path / "mine.txt").is_file()
+
+
 @pytest.mark.parametrize("algorithm", ["baseline", "pooled-baseline", "maml", "fomaml", "reptile"])
 def test_train_prior_runs_every_algorithm(algorithm: str, records: list[IQARecord], tmp_path: Path) -> None:
     config = _prior(algorithm, tasks=1)
@@ -278,3 +307,16 @@ def test_prior_provenance_comes_from_prior_json(tmp_path: Path) -> None:
     assert prior_provenance(folder / PRIOR_FILE) == {"prior": str(folder / PRIOR_FILE), **expected}
     other = folder / "finetuned.pt"  # not the prior that prior.json describes
     assert prior_provenance(other) == {"prior": str(other), "algorithm": "unknown", "init": str(other)}
+
+
+def test_undefined_results_are_null_and_undefined_not_zero(tmp_path: Path) -> None:
+    from metalearn_iqa.protocols.report import markdown_table, mean_std, write_report
+
+    mean, _ = mean_std([0.5, None])  # one type's correlation was undefined
+    assert math.isnan(mean)
+    table = markdown_table(["type", "SROCC"], [[1, None], ["mean", mean]])
+    assert "undefined" in table and "0.0000" not in table
+    json_path, _ = write_report(
+        {"mean_srocc": mean, "per_type": {"1": {"srocc": None}}}, table, tmp_path, "r"
+    )
+    assert json.loads(json_path.read_text()) == {"mean_srocc": None, "per_type": {"1": {"srocc": None}}}

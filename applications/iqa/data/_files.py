@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from metalearn_iqa.data.records import DatasetError, IQARecord, min_max
 
@@ -76,6 +78,43 @@ def parse_float(text: object, where: str) -> float:
     if not math.isfinite(value):
         raise DatasetError(f"{where}: score is not finite ({text!r})")
     return value
+
+
+def parse_score(text: object, where: str, valid: tuple[float, float]) -> float:
+    """`parse_float`, refusing a score outside the database's published range `valid` (a corrupted or
+    foreign score file): mapping scores to [0, 1] would otherwise clip it silently."""
+    value = parse_float(text, where)
+    low, high = valid
+    if not low <= value <= high:
+        raise DatasetError(
+            f"{where}: score {value:g} is outside the database's range {low:g}..{high:g} (not clipping it)"
+        )
+    return value
+
+
+Row = TypeVar("Row")
+
+
+def unique_rows(
+    rows: Sequence[Row], wheres: Sequence[str], name: Callable[[Row], str], score: Callable[[Row], float]
+) -> list[Row]:
+    """`rows` with each image once. A row repeating an earlier one's image and score is dropped with a
+    warning; one giving the same image another score is a DatasetError naming both places."""
+    first: dict[str, tuple[float, str]] = {}
+    kept = []
+    for row, where in zip(rows, wheres):
+        key = name(row)
+        if key in first:
+            old, old_where = first[key]
+            if score(row) != old:
+                raise DatasetError(
+                    f"{where}: {key} listed again with another score ({score(row):g}; {old_where} gives {old:g})"
+                )
+            warnings.warn(f"{where}: {key} repeats an identical earlier row; using it once", stacklevel=3)
+            continue
+        first[key] = (score(row), where)
+        kept.append(row)
+    return kept
 
 
 def span_normalise(values: Sequence[float]) -> list[float]:

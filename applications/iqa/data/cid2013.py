@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from metalearn_iqa.data._files import parse_float, require_dir, span_normalise
+from metalearn_iqa.data._files import parse_float, require_dir, span_normalise, unique_rows
 from metalearn_iqa.data.records import DatasetError, IQARecord
 
 DATABASE = "cid2013"
@@ -62,7 +62,7 @@ def _read_scores(path: Path) -> list[tuple[str, float]]:
             raise DatasetError(f"{path}: sheet {SHEET!r} not found (sheets: {', '.join(book.sheetnames)})")
         rows = book[sheets[SHEET.lower()]].iter_rows(values_only=True)
         header_row, id_col, mos_col = _header_columns(rows, path)
-        pairs = []
+        pairs, wheres = [], []
         for number, row in enumerate(rows, start=header_row + 1):
             source = row[id_col] if id_col < len(row) else None
             value = row[mos_col] if mos_col < len(row) else None
@@ -71,11 +71,12 @@ def _read_scores(path: Path) -> list[tuple[str, float]]:
                     continue  # blank row (spreadsheets often end with some)
                 raise DatasetError(f"{path}: row {number}: {MOS_COLUMN} given but {ID_COLUMN} is empty")
             pairs.append((str(source).strip(), parse_float(value, f"{path}: row {number}")))
+            wheres.append(f"{path}: row {number}")
     finally:
         book.close()
     if not pairs:
         raise DatasetError(f"{path}: sheet {SHEET!r} has a header but no scores")
-    return pairs
+    return unique_rows(pairs, wheres, name=lambda r: r[0].lower(), score=lambda r: r[1])
 
 
 def _index_images(base: Path) -> dict[str, tuple[Path, str]]:

@@ -13,9 +13,10 @@ from metalearn_iqa.data._files import (
     distorted_records,
     find_entry,
     index_folder,
-    parse_float,
+    parse_score,
     require_dir,
     require_file,
+    unique_rows,
 )
 from metalearn_iqa.data.records import DatasetError, IQARecord
 
@@ -42,7 +43,7 @@ def _parse_row(row: list[str], where: str) -> tuple[float, str, int, int, str]:
     if len(row) != len(HEADER):
         raise DatasetError(f"{where}: expected {len(HEADER)} columns, got {len(row)}")
     name = row[0].strip()
-    dmos = parse_float(row[2], where)
+    dmos = parse_score(row[2], where, DMOS_RANGE)
     match = _NAME.match(name)
     if match is None:
         raise DatasetError(f"{where}: image name {name!r} is not of the form I{{ref}}_{{type}}_{{level}}.png")
@@ -51,7 +52,7 @@ def _parse_row(row: list[str], where: str) -> tuple[float, str, int, int, str]:
 
 
 def _read_rows(score_file: Path) -> list[tuple[float, str, int, int, str]]:
-    """Read and validate `dmos.csv`: exact header, then one parsed tuple per non-empty row."""
+    """Read and validate `dmos.csv`: exact header, then one parsed tuple per non-empty row and image."""
     with score_file.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
@@ -61,14 +62,18 @@ def _read_rows(score_file: Path) -> list[tuple[float, str, int, int, str]]:
             raise DatasetError(
                 f"{score_file}: bad header {','.join(header)!r}, expected {','.join(HEADER)!r}"
             )
-        rows = [_parse_row(row, f"{score_file}:{reader.line_num}") for row in reader if any(row)]
+        rows, wheres = [], []
+        for row in reader:
+            if any(row):
+                wheres.append(f"{score_file}:{reader.line_num}")
+                rows.append(_parse_row(row, wheres[-1]))
     if not rows:
         raise DatasetError(f"{score_file}: score file has a header but no rows")
-    return rows
+    return unique_rows(rows, wheres, name=lambda r: r[1], score=lambda r: r[0])
 
 
 def load_kadid10k(root: str | Path) -> list[IQARecord]:
-    """Load KADID-10k; score = (dmos - 1) / 4 clipped to [0, 1], raw_score = dmos."""
+    """Load KADID-10k; score = (dmos - 1) / 4, raw_score = dmos (a dmos outside 1..5 is refused)."""
     base = _database_dir(root)
     score_file = require_file(base, SCORE_FILE, "KADID-10k score file")
     images = find_entry(base, IMAGE_DIR) or base / IMAGE_DIR

@@ -9,7 +9,14 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from metalearn_iqa.data._files import find_entry, index_folder, parse_float, require_dir, require_image
+from metalearn_iqa.data._files import (
+    find_entry,
+    index_folder,
+    parse_score,
+    require_dir,
+    require_image,
+    unique_rows,
+)
 from metalearn_iqa.data.records import DatasetError, IQARecord, min_max
 
 DATABASE = "koniq10k"
@@ -41,8 +48,10 @@ def _image_dir(base: Path) -> Path:
     raise DatasetError(f"{base / IMAGE_DIRS[0]}: KonIQ-10k image folder not found (nor {IMAGE_DIRS[1]})")
 
 
-def _read_rows(score_file: Path, required: tuple[str, ...]) -> list[tuple[str, float, str | None]]:
-    """Read (image name, MOS, set or None) per row after checking the header has the needed columns."""
+def _read_rows(
+    score_file: Path, required: tuple[str, ...], mos_range: tuple[float, float]
+) -> list[tuple[str, float, str | None]]:
+    """Read (image name, MOS, set or None) per row and image after checking the header's columns."""
     with score_file.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None:
@@ -50,16 +59,17 @@ def _read_rows(score_file: Path, required: tuple[str, ...]) -> list[tuple[str, f
         missing = [c for c in required if c not in reader.fieldnames]
         if missing:
             raise DatasetError(f"{score_file}: bad header, missing column(s) {', '.join(missing)}")
-        rows = []
+        rows, wheres = [], []
         for row in reader:
             where = f"{score_file}:{reader.line_num}"
             name = (row["image_name"] or "").strip()
             if not name:
                 raise DatasetError(f"{where}: empty image_name")
-            rows.append((name, parse_float(row["MOS"], where), row.get("set")))
+            rows.append((name, parse_score(row["MOS"], where, mos_range), row.get("set")))
+            wheres.append(where)
     if not rows:
         raise DatasetError(f"{score_file}: score file has a header but no rows")
-    return rows
+    return unique_rows(rows, wheres, name=lambda r: r[0], score=lambda r: r[1])
 
 
 def load_koniq10k(root: str | Path) -> list[IQARecord]:
@@ -67,7 +77,7 @@ def load_koniq10k(root: str | Path) -> list[IQARecord]:
     base = require_dir(root, "KonIQ-10k")
     score_file = _score_file(base)
     required, mos_range = _FORMATS[SCORES_FILE if score_file.name.lower() == SCORES_FILE else SETS_FILE]
-    rows = _read_rows(score_file, required)
+    rows = _read_rows(score_file, required, mos_range)
     images = _image_dir(base)
     index = index_folder(images)
     scores = min_max([row[1] for row in rows], *mos_range)

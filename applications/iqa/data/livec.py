@@ -10,7 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from metalearn_iqa.data._files import find_entry, index_folder, parse_float, require_dir, require_image
+from metalearn_iqa.data._files import (
+    find_entry,
+    index_folder,
+    parse_score,
+    require_dir,
+    require_image,
+    unique_rows,
+)
 from metalearn_iqa.data.records import DatasetError, IQARecord, min_max
 
 DATABASE = "livec"
@@ -49,20 +56,24 @@ def _cell_names(cells: np.ndarray, path: Path) -> list[str]:
 
 
 def load_livec(root: str | Path) -> list[IQARecord]:
-    """Load LIVEC without its 7 practice images; score = MOS / 100 (clipped), raw_score = MOS."""
+    """Load LIVEC without its 7 practice images; score = MOS / 100 (a MOS outside 0..100 is refused)."""
     base = require_dir(root, "LIVEC")
     data_dir = find_entry(base, "Data") or base / "Data"
     names = _cell_names(_load_variable(data_dir, NAMES_FILE, "AllImages_release"), data_dir / NAMES_FILE)
     mos_path = data_dir / MOS_FILE
     raw = _load_variable(data_dir, MOS_FILE, "AllMOS_release").ravel()
-    mos = [parse_float(v, f"{mos_path}: entry {i}") for i, v in enumerate(raw, start=1)]
+    mos = [parse_score(v, f"{mos_path}: entry {i}", MOS_RANGE) for i, v in enumerate(raw, start=1)]
     if len(names) != len(mos):
         raise DatasetError(f"{mos_path}: {len(mos)} scores but {NAMES_FILE} lists {len(names)} images")
     if len(names) <= PRACTICE_ENTRIES:
         raise DatasetError(
             f"{data_dir / NAMES_FILE}: no images after the {PRACTICE_ENTRIES} practice entries"
         )
-    names, mos = names[PRACTICE_ENTRIES:], mos[PRACTICE_ENTRIES:]
+    wheres = [f"{data_dir / NAMES_FILE}: entry {i}" for i in range(PRACTICE_ENTRIES + 1, len(names) + 1)]
+    pairs = unique_rows(
+        list(zip(names[PRACTICE_ENTRIES:], mos[PRACTICE_ENTRIES:])), wheres, lambda r: r[0], lambda r: r[1]
+    )
+    names, mos = [name for name, _ in pairs], [value for _, value in pairs]
     images = find_entry(base, IMAGE_DIR) or base / IMAGE_DIR
     index = index_folder(images)
     scores = min_max(mos, *MOS_RANGE)

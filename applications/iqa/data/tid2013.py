@@ -12,9 +12,10 @@ from metalearn_iqa.data._files import (
     distorted_records,
     find_entry,
     index_folder,
-    parse_float,
+    parse_score,
     require_dir,
     require_file,
+    unique_rows,
 )
 from metalearn_iqa.data.records import DatasetError, IQARecord
 
@@ -30,7 +31,7 @@ def _parse_line(line: str, where: str) -> tuple[float, str, int, int, str]:
     parts = line.split()
     if len(parts) != 2:
         raise DatasetError(f"{where}: expected '<mos> <name>', got {line.strip()!r}")
-    mos = parse_float(parts[0], where)
+    mos = parse_score(parts[0], where, MOS_RANGE)
     match = _NAME.match(parts[1])
     if match is None:
         raise DatasetError(f"{where}: image name {parts[1]!r} is not of the form iRR_TT_L.bmp")
@@ -39,15 +40,17 @@ def _parse_line(line: str, where: str) -> tuple[float, str, int, int, str]:
 
 
 def load_tid2013(root: str | Path) -> list[IQARecord]:
-    """Load TID2013 from its root folder; score = MOS / 9 (clipped to [0, 1]), raw_score = MOS."""
+    """Load TID2013 from its root folder; score = MOS / 9, raw_score = MOS (a MOS outside 0..9 is refused)."""
     base = require_dir(root, "TID2013")
     score_file = require_file(base, SCORE_FILE, "TID2013 score file")
     images = find_entry(base, IMAGE_DIR) or base / IMAGE_DIR
     index = index_folder(images)
-    rows = []
+    rows, wheres = [], []
     for number, line in enumerate(score_file.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if line.strip():
-            rows.append(_parse_line(line, f"{score_file}:{number}"))
+            wheres.append(f"{score_file}:{number}")
+            rows.append(_parse_line(line, wheres[-1]))
     if not rows:
         raise DatasetError(f"{score_file}: score file is empty")
+    rows = unique_rows(rows, wheres, name=lambda r: r[1], score=lambda r: r[0])
     return distorted_records(rows, MOS_RANGE, index, images, score_file, DATABASE)

@@ -88,9 +88,16 @@ def _table(zero_shot: dict[str, Any], finetuned: dict[str, Any] | None, config: 
 
 
 def run_lodo(
-    records: Sequence[IQARecord], config: LodoConfig, out_dir: str | Path, resume: bool = False
+    records: Sequence[IQARecord],
+    config: LodoConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Train one prior per fold and score each held-out type zero-shot (and fine-tuned if asked)."""
+    """Train one prior per fold and score each held-out type zero-shot (and fine-tuned if asked).
+
+    `resume` continues the folds' runs, `overwrite` replaces them (see `train_prior`).
+    """
     out = Path(out_dir)
     store = ImageStore(capacity=max(4096, len(records)))
     zero_shot: dict[str, dict[str, Any]] = {}
@@ -100,7 +107,9 @@ def run_lodo(
     for fold in _folds(records, config.folds):
         tag = "-".join(f"{t:02d}" for t in fold)
         train = [r for r in records if r.distortion not in fold]
-        model, rows = train_prior(config.prior, train, out / f"fold-{tag}", resume=resume, store=store)
+        model, rows = train_prior(
+            config.prior, train, out / f"fold-{tag}", resume=resume, store=store, overwrite=overwrite
+        )
         curves[tag] = [(int(r["iteration"]), r["loss"]) for r in rows]
         for kind in fold:
             zero_shot[str(kind)], _ = evaluate_records(model, groups[kind], config.eval, store)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,9 +15,11 @@ def init_label(pretrained: str) -> str:
     return "scratch" if pretrained == "none" else pretrained
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    values = list(values)
+def mean_std(values: Sequence[float | None]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value); NaN when a value is undefined (None/NaN)."""
+    values = [math.nan if v is None else v for v in values]
+    if any(math.isnan(v) for v in values):  # statistics.stdev fails on NaN
+        return math.nan, math.nan
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
@@ -27,9 +30,11 @@ def mean_std_if_all(values: Sequence[float | None]) -> tuple[float | None, float
 
 
 def cell(value: Any) -> str:
-    """A table cell: floats to 4 decimals, None (a skipped metric) as n/a."""
+    """A table cell: floats to 4 decimals, None (a skipped metric) as n/a, NaN (undefined) as undefined."""
     if value is None:
         return "n/a"
+    if isinstance(value, float) and math.isnan(value):
+        return "undefined"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
@@ -40,10 +45,21 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def write_report(result: dict[str, Any], table: str, out_dir: str | Path, stem: str) -> tuple[Path, Path]:
-    """Write `<stem>.json` and `<stem>.md` into `out_dir`."""
+    """Write `<stem>.json` and `<stem>.md` into `out_dir`; an undefined (NaN) number is JSON `null`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
-    json_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    json_path.write_text(json.dumps(_json_safe(result), indent=2, default=str) + "\n")
     md_path.write_text(table + "\n")
     return json_path, md_path
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` with every NaN float (an undefined correlation, or a mean over one) replaced by None."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value

@@ -1,0 +1,136 @@
+"""Run folders: one run per folder, locked while it trains, never silently replaced or mixed with another."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Collection, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+try:  # POSIX; elsewhere runs are not locked
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_FILE = ".lock"
+
+
+class RunFolderError(RuntimeError):
+    """A run folder that cannot be used as asked; `path` is the folder."""
+
+    def __init__(self, message: str, path: str | Path) -> None:
+        super().__init__(message)
+        self.path = Path(path)
+
+
+class RunExistsError(RunFolderError):
+    """The folder holds a previous run (`entries`) and neither resuming nor overwriting it was asked for.
+
+    `foreign`: some entries are not a run's, so overwriting was refused too.
+    """
+
+    def __init__(self, message: str, path: str | Path, entries: list[str], foreign: bool = False) -> None:
+        super().__init__(message, path)
+        self.entries = entries
+        self.foreign = foreign
+
+
+class RunLockedError(RunFolderError):
+    """Another process is training in the folder."""
+
+
+class ResumeMismatchError(RunFolderError):
+    """A resumed run's settings or budget disagree with the checkpoint's."""
+
+
+@contextlib.contextmanager
+def lock_run_dir(directory: str | Path) -> Iterator[Path]:
+    """Hold an exclusive `flock` on `<directory>/.lock` (creating the folder) until the block ends.
+
+    The kernel drops the lock when its holder dies, so a killed run never blocks the next one. The lock
+    file stays behind (deleting it would let a waiting process lock a file nobody else sees).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK_FILE
+    with path.open("a+") as fh:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunLockedError(
+                    f"{directory}: another run is using this folder (it holds {path})", directory
+                ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")  # who holds it, for a person looking
+        fh.flush()
+        try:
+            yield directory
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def run_entries(directory: str | Path) -> list[str]:
+    """Names in `directory` that belong to a run: everything but lock files and folders holding only those."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in directory.iterdir()
+        if p.name != LOCK_FILE and not (p.is_dir() and not p.is_symlink() and not run_entries(p))
+    )
+
+
+def claim_run_dir(directory: str | Path, own: Collection[str], resume: bool, overwrite: bool) -> None:
+    """Make sure a new run may write into `directory`; with `overwrite`, delete the previous run's files.
+
+    `own` names the files and folders a run writes there. A folder that holds anything is refused unless
+    the run resumes it or overwrites it; files not in `own` are never deleted (and refuse an overwrite).
+    """
+    directory = Path(directory)
+    entries = run_entries(directory)
+    if resume or not entries:
+        return
+    if not overwrite:
+        raise RunExistsError(
+            f"{directory}: holds a previous run ({', '.join(entries)}); resume it or overwrite it",
+            directory,
+            entries,
+        )
+    foreign = [name for name in entries if name not in own and not _is_temp(name)]
+    if foreign:
+        raise RunExistsError(
+            f"{directory}: holds files that no run wrote ({', '.join(foreign)}); not overwriting them, "
+            "choose another folder",
+            directory,
+            foreign,
+            foreign=True,
+        )
+    for name in entries:
+        path = directory / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _is_temp(name: str) -> bool:
+    """A half-written file an interrupted atomic write left behind (see `checkpoint.atomic_write_bytes`)."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def settings_diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """`key: old -> new` for every key whose value differs (nested mappings as dotted keys)."""
+    diffs = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            diffs += settings_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            diffs.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return diffs

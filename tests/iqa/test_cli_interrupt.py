@@ -1,0 +1,71 @@
+"""`iqa train` stopped by SIGTERM: exit 143, one line naming the checkpoint, and `--resume` finishes exactly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from tests.iqa.test_cli import SMALL_FAST
+
+
+def command(root: Path, out: Path, iterations: int, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "metalearn.cli", "iqa", "train", "--dataset", "kadid10k", "--root", str(root),
+        *SMALL_FAST, "--iterations", str(iterations), "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+def environment(tmp_path: Path) -> dict[str, str]:
+    return os.environ | {
+        "OMP_NUM_THREADS": "1",
+        "METALEARN_OUTPUT": str(tmp_path / "outputs"),
+        "METALEARN_DATA": str(tmp_path / "data"),
+    }
+
+
+def weights(out: Path) -> dict[str, torch.Tensor]:
+    return torch.load(out / "prior.pt", weights_only=True)["state_dict"]
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_finishes_exactly(kadid_root: Path, tmp_path: Path) -> None:
+    env = environment(tmp_path)
+    out = tmp_path / "run"
+    metrics = out / "checkpoint" / "metrics.csv"
+    proc = subprocess.Popen(
+        command(kadid_root, out, 100_000),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) > 1):  # a header and a row
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "training never logged a row"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    lines = [line for line in stderr.splitlines() if line.strip() and "meta-train" not in line]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert "SIGTERM" in lines[0] and str(out / "checkpoint") in lines[0] and "--resume" in lines[0]
+    done = torch.load(out / "checkpoint" / "checkpoint.pt", weights_only=True)["iteration"]
+    assert 1 <= done < 100_000 and not (out / "prior.pt").exists()
+
+    total = done + 2
+    resumed = subprocess.run(
+        command(kadid_root, out, total, "--resume"), env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    straight = subprocess.run(
+        command(kadid_root, tmp_path / "straight", total), env=env, capture_output=True, text=True
+    )
+    assert straight.returncode == 0, straight.stderr
+    a, b = weights(out), weights(tmp_path / "straight")
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed prior differs from an uninterrupted run"
