@@ -40,10 +40,9 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("runs/iqa-synthetic"))
     args = parser.parse_args()
-    base = DemoConfig()
     candidates = {a: tuple(args.rates) for a in args.algorithms if a != "baseline"}
     if "baseline" in args.algorithms:
-        candidates["baseline"] = base.rate_candidates["baseline"]
+        candidates["baseline"] = (3e-4, 1e-3, 3e-3)
     config = DemoConfig(
         epochs=args.epochs,
         seeds=tuple(args.seeds),

@@ -50,7 +50,7 @@ class DemoConfig:
     held_out: tuple[int, ...] = (3, 10, 13)  # motion blur, JPEG, impulse noise
     algorithms: tuple[str, ...] = ("metaiqa", "baseline")
     seeds: tuple[int, ...] = (0, 1)
-    epochs: float = 7.0
+    epochs: float = 6.0
     tasks_per_batch: int = 1
     inner_steps: int = 1
     inner_steps_for: dict[str, int] = field(default_factory=lambda: {"fomaml": 2})
@@ -66,7 +66,7 @@ class DemoConfig:
     )
     signal: str = "query_gradient"
     rate_candidates: dict[str, tuple[float, ...]] = field(
-        default_factory=lambda: {"baseline": (3e-4, 1e-3, 3e-3)}
+        default_factory=lambda: {"baseline": (3e-4, 1e-3)}
     )
     search_fraction: float = 1 / 4
     validation_fraction: float = 0.25
