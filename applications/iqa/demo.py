@@ -65,9 +65,7 @@ class DemoConfig:
         }
     )
     signal: str = "query_gradient"
-    rate_candidates: dict[str, tuple[float, ...]] = field(
-        default_factory=lambda: {"baseline": (3e-4, 1e-3)}
-    )
+    rate_candidates: dict[str, tuple[float, ...]] = field(default_factory=lambda: {"baseline": (3e-4, 1e-3)})
     search_fraction: float = 1 / 4
     validation_fraction: float = 0.25
     content_fraction: float = 0.5
