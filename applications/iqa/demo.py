@@ -177,12 +177,7 @@ def choose_rates(
             )
             run_dir = out_dir / f"{algorithm}-{rate:g}"
             try:
-                if resume and (run_dir / PRIOR_FILE).is_file():
-                    model = load_prior(run_dir)
-                else:
-                    model, _ = train_prior(
-                        prior, fit, run_dir, resume=resume, store=store, overwrite=overwrite
-                    )
+                model = _prior(prior, fit, run_dir, store, resume, overwrite)
             except DivergedError:
                 scores[algorithm][f"{rate:g}"] = None  # a rate that diverges is never chosen
                 continue
@@ -190,6 +185,20 @@ def choose_rates(
             scores[algorithm][f"{rate:g}"] = metrics["srocc"]
         rates[algorithm] = _best_rate(algorithm, scores[algorithm])
     return rates, scores
+
+
+def _prior(
+    prior: PriorConfig,
+    records: list[IQARecord],
+    run_dir: Path,
+    store: ImageStore,
+    resume: bool,
+    overwrite: bool,
+) -> torch.nn.Module:
+    """With `resume`, a prior already finished in `run_dir`; otherwise (or if unfinished) train it there."""
+    if resume and (run_dir / PRIOR_FILE).is_file():
+        return load_prior(run_dir)
+    return train_prior(prior, records, run_dir, resume=resume, store=store, overwrite=overwrite)[0]
 
 
 def _best_rate(algorithm: str, scores: dict[str, float | None]) -> float:
@@ -283,12 +292,7 @@ def run_demo(
         for algorithm, prior in priors.items():
             run_dir = out_dir / f"seed{seed}" / f"prior-{algorithm}"
             t0 = time.perf_counter()
-            if resume and (run_dir / PRIOR_FILE).is_file():
-                model = load_prior(run_dir)
-            else:
-                model, _ = train_prior(
-                    prior, split.train, run_dir, resume=resume, store=store, overwrite=overwrite
-                )
+            model = _prior(prior, split.train, run_dir, store, resume, overwrite)
             train_s = time.perf_counter() - t0
             result = evaluate_prior(model, split, config, seed, store)
             result |= {"seed": seed, "train_seconds": train_s, "passes": prior.passes(len(split.train))}
