@@ -11,9 +11,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 
-# Library, CLI and dev tools (editable, so tests see the working tree).
+# Library, the IQA application's dependencies and dev tools (editable, so tests see the working tree).
 $(BASE): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,iqa]"
 	touch $@
 
 # Everything, including the optional learn2learn extra that the parity tests use.
@@ -27,6 +27,7 @@ demo: $(BASE)
 lint: $(BASE)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(BASE)
 	$(BIN)/ruff format .

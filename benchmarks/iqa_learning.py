@@ -34,7 +34,7 @@ def _algorithm(args: argparse.Namespace) -> tuple[MetaAlgorithm, int]:
     """The meta-learner and its passes per task."""
     k, lr = args.inner_steps, args.inner_lr
     if args.variant == "metaiqa":
-        return MetaIQA(inner_lr=lr, inner_steps=k, signal=args.signal), 2 * k  # type: ignore[arg-type]
+        return MetaIQA(inner_lr=lr, inner_steps=k, signal=args.signal), 2 * k
     if args.variant == "fomaml":
         return MAML(inner_lr=lr, inner_steps=k, first_order=True, inner_optimizer="adam"), k + 1
     return Reptile(inner_lr=lr, inner_steps=2 * k, inner_optimizer="adam"), 2 * k

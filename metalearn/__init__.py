@@ -1,6 +1,15 @@
 """metalearn: task abstractions, pluggable meta-learning algorithms and one shared training loop."""
 
-from metalearn.algorithms import ALGORITHMS, MAML, MetaAlgorithm, MetaIQA, Pretrain, Reptile, get_algorithm
+from metalearn.algorithms import (
+    ALGORITHMS,
+    MAML,
+    MetaAlgorithm,
+    MetaIQA,
+    Pretrain,
+    Reptile,
+    get_algorithm,
+    register_algorithm,
+)
 from metalearn.runs import ResumeMismatchError, RunExistsError, RunFolderError, RunLockedError
 from metalearn.sampler import FactoryTaskSampler, TaskSampler
 from metalearn.task import Task, TaskError
@@ -29,4 +38,5 @@ __all__ = [
     "TrainerConfig",
     "get_algorithm",
     "mse_loss",
+    "register_algorithm",
 ]

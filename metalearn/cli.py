@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 import click
 
@@ -14,11 +14,9 @@ ENTRY_POINT_GROUP = "metalearn.applications"
 class ApplicationGroup(click.Group):
     """A Click group that adds application command groups found through entry points, on first use."""
 
-    def _applications(self) -> dict[str, click.Command]:
-        found = {}
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            found[ep.name] = ep
-        return found  # type: ignore[return-value]
+    def _applications(self) -> dict[str, EntryPoint]:
+        """Application name -> its entry point (loaded only when the command is used)."""
+        return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self._applications()))
@@ -28,7 +26,7 @@ class ApplicationGroup(click.Group):
         if command is not None:
             return command
         ep = self._applications().get(name)
-        return ep.load() if ep is not None else None  # type: ignore[union-attr]
+        return ep.load() if ep is not None else None
 
 
 @click.group(cls=ApplicationGroup)

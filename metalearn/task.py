@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeGuard, cast
 
 import torch
 from torch import Tensor
@@ -19,7 +20,7 @@ class TaskError(ValueError):
     """A task or its data is malformed (empty set, mismatched inputs/targets)."""
 
 
-def is_batch(data: object) -> bool:
+def is_batch(data: object) -> TypeGuard[Batch | list[Tensor]]:
     """True when `data` is a single `(inputs, targets)` tensor pair rather than an iterable of batches."""
     return (
         isinstance(data, tuple | list)
@@ -29,10 +30,21 @@ def is_batch(data: object) -> bool:
     )
 
 
+def _as_batch(pair: Batch | list[Tensor]) -> Batch:
+    """A pair given as a list, as the tuple every consumer expects."""
+    inputs, targets = pair
+    return inputs, targets
+
+
+def _streamed(data: TaskData) -> Iterable[Batch]:
+    """`data` once `is_batch(data)` was False (a `TypeGuard` narrows only the branch where it holds)."""
+    return cast("Iterable[Batch]", data)
+
+
 def _check_batch(batch: object, where: str) -> Batch:
     if not is_batch(batch):
         raise TaskError(f"{where}: expected an (inputs, targets) tensor pair, got {type(batch).__name__}")
-    inputs, targets = batch  # type: ignore[misc]
+    inputs, targets = batch
     if len(inputs) == 0:
         raise TaskError(f"{where}: empty batch")
     if len(inputs) != len(targets):
@@ -61,7 +73,7 @@ class Task:
         if data is None:
             raise TaskError(f"{where} is missing")
         if is_batch(data):
-            return _check_batch(tuple(data), where)  # type: ignore[arg-type]
+            return _check_batch(tuple(data), where)
         if isinstance(data, Iterator):
             data = list(data)
         if isinstance(data, list | tuple) and len(data) == 0:
@@ -86,12 +98,12 @@ def cycle_batches(data: TaskData, where: str = "data", device: torch.device | No
         return batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
 
     if is_batch(data):
-        batch = move(_check_batch(tuple(data), where))  # type: ignore[arg-type]
+        batch = move(_check_batch(tuple(data), where))
         while True:
             yield batch
     while True:
         count = 0
-        for batch in data:  # type: ignore[union-attr]
+        for batch in _streamed(data):
             count += 1
             yield move(_check_batch(batch, where))
         if count == 0:
@@ -111,14 +123,14 @@ class ChainedData:
     def __iter__(self) -> Iterator[Batch]:
         for data in self.sets:
             if is_batch(data):
-                yield tuple(data)  # type: ignore[misc]
+                yield _as_batch(data)
             else:
-                yield from data  # type: ignore[misc]
+                yield from _streamed(data)
 
 
 def concat_data(*sets: TaskData) -> list[Batch]:
     """All batches of several sets as one list (for algorithms that train on a task's whole data)."""
     out: list[Batch] = []
     for data in sets:
-        out.extend([tuple(data)] if is_batch(data) else list(data))  # type: ignore[list-item, arg-type]
+        out.extend([_as_batch(data)] if is_batch(data) else list(_streamed(data)))
     return out

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from metalearn.algorithms import MetaAlgorithm, get_algorithm
-from metalearn.algorithms.base import LossFn, MetaResult, freeze_batchnorm
+from metalearn.algorithms.base import LossFn, MetaResult, algorithm_key, freeze_batchnorm
 from metalearn.checkpoint import first_nonfinite, load_json, load_state, save_json, save_state
 from metalearn.distributed import all_reduce_sum, broadcast_module, rank_and_world
 from metalearn.logger import METRICS_FILE, TENSORBOARD_DIR, MetricsLogger
@@ -174,7 +174,7 @@ class MetaTrainer:
     def __init__(
         self,
         model: nn.Module,
-        algorithm: MetaAlgorithm | str = "metaiqa",
+        algorithm: MetaAlgorithm | str,
         sampler: TaskSampler | None = None,
         loss_fn: LossFn = mse_loss,
         outer_optimizer: torch.optim.Optimizer | OptimizerFactory | None = None,
@@ -215,7 +215,7 @@ class MetaTrainer:
 
     def _meta_parameters(self) -> dict[str, nn.Parameter]:
         params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
-        params.update({f"algorithm.{n}": p for n, p in self.algorithm.extra_parameters().items()})
+        params.update({algorithm_key(n): p for n, p in self.algorithm.extra_parameters().items()})
         return params
 
     def _build_optimizer(self) -> None:
@@ -393,9 +393,8 @@ class MetaTrainer:
     ) -> list[dict[str, float]]:
         """Step, log and checkpoint until `iterations` (the folders are already claimed and locked)."""
         main_process = self.rank == 0
-        logger = (
-            MetricsLogger(log_dir or checkpoint_dir) if main_process and (log_dir or checkpoint_dir) else None
-        )
+        log_folder = log_dir or checkpoint_dir
+        logger = MetricsLogger(log_folder) if main_process and log_folder else None
         if logger is not None:
             logger.truncate_after(self.iteration)
         rows = []
@@ -617,7 +616,7 @@ def _fault(result: MetaResult, device: torch.device) -> Tensor:
     return torch.where(torch.isfinite(loss).all(), torch.where(rest_ok, 0.0, 2.0), 1.0).to(device)
 
 
-def _fill_missing(total: dict[str, Tensor], reference: dict[str, Tensor]) -> None:
+def _fill_missing(total: dict[str, Tensor], reference: Mapping[str, Tensor]) -> None:
     """Ranks that processed no task still join the all-reduce, with zeros, so every rank sends the same list."""
     for name, tensor in reference.items():
         if name not in total:

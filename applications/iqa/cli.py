@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import signal
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
@@ -31,6 +32,24 @@ class CLIError(click.ClickException):
     exit_code = 2
 
 
+class InterruptedBySIGINT(CLIError):
+    """Training stopped by SIGINT: exit 130, as the shell reports the signal."""
+
+    exit_code = 128 + signal.SIGINT
+
+
+class InterruptedBySIGTERM(CLIError):
+    """Training stopped by SIGTERM: exit 143."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+SIGNAL_ERRORS: dict[int, type[CLIError]] = {
+    signal.SIGINT: InterruptedBySIGINT,
+    signal.SIGTERM: InterruptedBySIGTERM,
+}
+
+
 INPUT_ERRORS = (
     DatasetError,
     WeightsError,
@@ -54,9 +73,8 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except RunExistsError as exc:
             raise CLIError(_run_exists_message(exc)) from None
         except Interrupted as exc:  # exit 130 (SIGINT) or 143 (SIGTERM), as the shell reports a signal
-            error = CLIError(f"{exc}; pass --resume to continue" if exc.checkpoint else str(exc))
-            error.exit_code = 128 + exc.signum
-            raise error from None
+            message = f"{exc}; pass --resume to continue" if exc.checkpoint else str(exc)
+            raise SIGNAL_ERRORS.get(exc.signum, CLIError)(message) from None
         except INPUT_ERRORS as exc:
             raise CLIError(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__) from None
         except OSError as exc:  # a folder that vanished or went read-only mid-run, a full disk ...
@@ -233,18 +251,19 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
 ALGORITHM_HELP = (
     "metaiqa: the paper's bi-level optimisation; maml, fomaml, reptile: other meta-learners; baseline: the "
     "fair ablation, plain training with one Adam step per batch at the same passes; pooled-baseline: the "
-    "old variant, one step per meta-batch on its tasks' images pooled."
+    "old variant, one step per meta-batch on its tasks' images pooled; l2l-maml, l2l-metasgd: learn2learn's "
+    "(the l2l extra). Every name of `metalearn algorithms` is accepted."
 )
 
 
 def prior_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Meta-training hyper-parameters shared by train, lodo and cross."""
-    from metalearn_iqa.prior import ALGORITHMS
+    from metalearn.algorithms import ALGORITHMS
 
     options = [
         click.option(
             "--algorithm",
-            type=click.Choice(ALGORITHMS),
+            type=click.Choice(list(ALGORITHMS)),
             default="metaiqa",
             show_default=True,
             help=ALGORITHM_HELP,

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from metalearn import MetaTrainer, TrainerConfig, mse_loss
-from metalearn.algorithms import MAML, MetaAlgorithm, MetaIQA, Plain, Pretrain, Reptile
+from metalearn.algorithms import MetaAlgorithm, algorithm_class, get_algorithm, hyper_parameter_names
 from metalearn.runs import claim_run_dir, lock_run_dir
 from metalearn.sampler import TaskSampler
 from metalearn_iqa.data.records import IQARecord
@@ -20,9 +20,6 @@ from metalearn_iqa.images import ImageStore
 from metalearn_iqa.model import IQANet, ModelConfig, build_model, load_model, save_model
 from metalearn_iqa.tasks import DistortionTaskSampler, PooledBatchSampler, TaskConfig
 
-ALGORITHMS = ("metaiqa", "maml", "fomaml", "reptile", "baseline", "pooled-baseline")
-"""`baseline` is the fair ablation (plain training, one optimizer step per batch); `pooled-baseline` is one
-Adam step per meta-batch on the pooled images of its tasks (fewer, larger steps at the same passes)."""
 PRIOR_FILE = "prior.pt"
 SUMMARY_FILE = "prior.json"
 CHECKPOINT_DIR = "checkpoint"
@@ -48,6 +45,10 @@ class PriorConfig:
     is as many forward/backward passes of `task.batch_size` crops as the training images fill, whatever
     the algorithm, so that every algorithm at the same `epochs` spends the same passes. `iterations`, when
     set, overrides `epochs` with a number of outer steps.
+
+    `algorithm` is any name of the core's registry (`metalearn algorithms` lists them): `baseline` is the
+    fair ablation (plain training, one optimizer step per batch), `pooled-baseline` one Adam step per
+    meta-batch on the pooled images of its tasks (fewer, larger steps at the same passes).
 
     `freeze_batchnorm` (ours; see `TrainerConfig`): distortion-specific tasks feed BatchNorm batches of one
     distortion type, whose training-mode statistics hide how the types' quality levels compare. With
@@ -75,8 +76,7 @@ class PriorConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {self.algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
+        algorithm_class(self.algorithm)  # a name the core registry does not know is a ValueError here
         if self.iterations < 0:
             raise ValueError(f"iterations must be at least 1 (or 0: from epochs), got {self.iterations}")
         if self.epochs <= 0 and not self.iterations:
@@ -101,8 +101,14 @@ class PriorConfig:
 
     # -- compute accounting ---------------------------------------------------------------------------
     @property
+    def canonical_algorithm(self) -> str:
+        """The registry's own name for `algorithm` (an alias such as `bilevel_adam` resolved)."""
+        return algorithm_class(self.algorithm).name
+
+    @property
     def is_plain(self) -> bool:
-        return self.algorithm == "baseline"
+        """`baseline`: plain training, one pooled batch per outer step (the sampler and budget follow)."""
+        return self.canonical_algorithm == "baseline"
 
     @property
     def tasks_per_iteration(self) -> int:
@@ -113,12 +119,12 @@ class PriorConfig:
 
         Each count is what the algorithm draws and differentiates (`tests/iqa/test_prior_compute.py`).
         """
-        k, t = self.inner_steps, self.tasks_per_batch
+        k, t, name = self.inner_steps, self.tasks_per_batch, self.canonical_algorithm
         if self.is_plain:
             return 1
-        if self.algorithm == "pooled-baseline":
+        if name == "pooled-baseline":
             return 2 * self.task.batches * t  # every support and query batch of each task, once
-        if self.algorithm in ("maml", "fomaml"):
+        if name in ("maml", "fomaml", "l2l-maml", "l2l-metasgd"):
             return (k + 1) * t  # k support steps + 1 query batch per task
         return 2 * k * t  # metaiqa: k support + k query steps; reptile: 2k steps over support then query
 
@@ -142,19 +148,25 @@ class PriorConfig:
 
 
 def build_algorithm(config: PriorConfig) -> MetaAlgorithm:
-    """The core algorithm for `config.algorithm`, with the IQA inner-loop settings."""
-    name, lr, k, betas = config.algorithm, config.inner_lr, config.inner_steps, (0.9, 0.99)
-    if name == "metaiqa":
-        return MetaIQA(inner_lr=lr, inner_steps=k, betas=betas, signal=config.signal)  # type: ignore[arg-type]
-    if name in ("maml", "fomaml"):
-        return MAML(
-            inner_lr=lr, inner_steps=k, first_order=name == "fomaml", inner_optimizer="adam", betas=betas
-        )
-    if name == "reptile":
-        return Reptile(inner_lr=lr, inner_steps=2 * k, inner_optimizer="adam")
-    if name == "baseline":
-        return Plain(adapt_lr=lr, adapt_steps=k, adapt_optimizer="adam")
-    return Pretrain(adapt_lr=lr, adapt_steps=k, adapt_optimizer="adam")
+    """The core algorithm registered as `config.algorithm`, with the IQA inner-loop settings.
+
+    Every algorithm that has them gets the paper's inner loop: Adam (betas 0.9, 0.99) at `inner_lr` for
+    `inner_steps` steps (fine-tuning too, for the baselines); Reptile takes 2k steps, as many as MetaIQA's
+    support and query phases together. learn2learn's algorithms keep their SGD inner loop.
+    """
+    lr, k = config.inner_lr, config.inner_steps
+    offered: dict[str, object] = {
+        "inner_lr": lr,
+        "inner_steps": 2 * k if config.canonical_algorithm == "reptile" else k,
+        "betas": (0.9, 0.99),
+        "inner_optimizer": "adam",
+        "signal": config.signal,
+        "adapt_lr": lr,
+        "adapt_steps": k,
+        "adapt_optimizer": "adam",
+    }
+    accepted = hyper_parameter_names(algorithm_class(config.algorithm))
+    return get_algorithm(config.algorithm, **{name: v for name, v in offered.items() if name in accepted})
 
 
 def make_trainer(

@@ -1,55 +1,34 @@
-"""Pluggable outer algorithms behind one contract (`MetaAlgorithm`), and a registry to build them by name."""
+"""Pluggable outer algorithms behind one contract (`MetaAlgorithm`), and the one registry to build them by name.
+
+Importing this package registers every core algorithm; the learn2learn ones import learn2learn only when
+they are built, so the core works without the optional extra.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from metalearn.algorithms.base import LossFn, MetaAlgorithm, MetaResult
+from metalearn.algorithms.base import (
+    ALGORITHM_PREFIX,
+    LossFn,
+    MetaAlgorithm,
+    MetaResult,
+    algorithm_key,
+    hyper_parameter_names,
+)
+from metalearn.algorithms.l2l import L2LMAML, L2LMetaSGD
 from metalearn.algorithms.maml import FOMAML, MAML
 from metalearn.algorithms.metaiqa import BilevelAdam, MetaIQA
 from metalearn.algorithms.pretrain import Plain, Pretrain
+from metalearn.algorithms.registry import ALGORITHMS, algorithm_class, get_algorithm, register_algorithm
 from metalearn.algorithms.reptile import Reptile
-
-
-def _l2l_maml(**kw: object) -> MetaAlgorithm:
-    from metalearn.algorithms.l2l import L2LMAML
-
-    return L2LMAML(**kw)  # type: ignore[arg-type]
-
-
-def _l2l_metasgd(**kw: object) -> MetaAlgorithm:
-    from metalearn.algorithms.l2l import L2LMetaSGD
-
-    return L2LMetaSGD(**kw)  # type: ignore[arg-type]
-
-
-ALGORITHMS: dict[str, Callable[..., MetaAlgorithm]] = {
-    "metaiqa": MetaIQA,
-    "bilevel_adam": MetaIQA,
-    "maml": MAML,
-    "fomaml": FOMAML,
-    "reptile": Reptile,
-    "baseline": Pretrain,
-    "plain": Plain,
-    "l2l-maml": _l2l_maml,
-    "l2l-metasgd": _l2l_metasgd,
-}
-
-
-def get_algorithm(name: str, **kwargs: object) -> MetaAlgorithm:
-    """Build an algorithm by registry name with its keyword hyper-parameters."""
-    try:
-        factory = ALGORITHMS[name.lower()]
-    except KeyError:
-        raise ValueError(f"unknown algorithm {name!r}: choose one of {', '.join(ALGORITHMS)}") from None
-    return factory(**kwargs)
-
 
 __all__ = [
     "ALGORITHMS",
+    "ALGORITHM_PREFIX",
     "FOMAML",
+    "L2LMAML",
     "MAML",
     "BilevelAdam",
+    "L2LMetaSGD",
     "LossFn",
     "MetaAlgorithm",
     "MetaIQA",
@@ -57,5 +36,9 @@ __all__ = [
     "Plain",
     "Pretrain",
     "Reptile",
+    "algorithm_class",
+    "algorithm_key",
     "get_algorithm",
+    "hyper_parameter_names",
+    "register_algorithm",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -16,12 +17,21 @@ from metalearn.task import Batch, Task, TaskData, cycle_batches
 LossFn = Callable[[Tensor, Tensor], Tensor]
 """`loss_fn(predictions, targets) -> scalar tensor`."""
 
+ALGORITHM_PREFIX = "algorithm."
+"""Prefix of an algorithm's own meta-parameters in meta-gradients and the trainer's parameter table."""
+
+
+def algorithm_key(name: str) -> str:
+    """The meta-gradient key of the algorithm's own parameter `name` (e.g. Meta-SGD's `lrs.0`)."""
+    return ALGORITHM_PREFIX + name
+
 
 @dataclass
 class MetaResult:
     """What one task contributes to an outer step.
 
-    `gradient` is keyed by parameter name (plus `algorithm.<name>` for the algorithm's own meta-parameters);
+    `gradient` is keyed by parameter name (plus `algorithm_key(name)`, `algorithm.<name>`, for the
+    algorithm's own meta-parameters);
     `buffers` holds the adapted copy's buffers (BatchNorm running statistics) so the trainer can carry them;
     `loss` is the query loss observed on the adapted model, for logging.
     """
@@ -76,18 +86,29 @@ def check_optimizer_name(name: str) -> None:
         raise ValueError(f"unknown inner optimizer {name!r}: choose 'sgd' or 'adam'")
 
 
+def check_inner_steps(steps: int, algorithm: str) -> None:
+    """Reject an inner loop of no steps when the algorithm is built."""
+    if steps < 1:
+        raise ValueError(f"{algorithm} needs inner_steps >= 1, got {steps}")
+
+
+def as_betas(betas: tuple[float, float] | list[float]) -> tuple[float, float]:
+    """Adam's `(beta1, beta2)` from a tuple or from the list a JSON config holds."""
+    beta1, beta2 = betas
+    return float(beta1), float(beta2)
+
+
 def make_optimizer(
     name: str,
     params: Iterable[nn.Parameter],
     lr: float,
     betas: tuple[float, float] = (0.9, 0.999),
-    **kw: float,
 ) -> torch.optim.Optimizer:
-    """An inner-loop optimizer by name: `sgd` or `adam`."""
+    """An inner-loop optimizer by name: `sgd` or `adam` (`betas` are Adam's)."""
     check_optimizer_name(name)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, **kw)
-    return torch.optim.Adam(params, lr=lr, betas=betas, **kw)
+        return torch.optim.SGD(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr, betas=betas)
 
 
 def train_steps(
@@ -124,10 +145,10 @@ class ScratchCopy:
             with torch.no_grad():
                 for dst, src in zip(self._copy.parameters(), model.parameters()):
                     dst.copy_(src)
-                for dst, src in zip(self._copy.buffers(), model.buffers()):
-                    dst.copy_(src)
-        for dst, src in zip(self._copy.modules(), model.modules()):  # per layer: frozen BatchNorm stays so
-            dst.training = src.training
+                for dst_buffer, src_buffer in zip(self._copy.buffers(), model.buffers()):
+                    dst_buffer.copy_(src_buffer)
+        for dst_module, src_module in zip(self._copy.modules(), model.modules()):  # frozen BatchNorm stays so
+            dst_module.training = src_module.training
         for param in self._copy.parameters():
             param.grad = None
         return self._copy
@@ -136,7 +157,9 @@ class ScratchCopy:
 class MetaAlgorithm(ABC):
     """An outer algorithm: turns one task into a meta-gradient for the shared initial parameters.
 
-    Implementations never modify the model passed in (parameters, buffers or `.grad`).
+    A subclass implements `meta_step` and `adapt`, and declares its hyper-parameters as the fields of a
+    `@dataclass(eq=False)` so that `config()` lists them; `@register_algorithm("name")` makes it buildable
+    by name. Implementations never modify the model passed in (parameters, buffers or `.grad`).
     """
 
     name: str = "algorithm"
@@ -168,11 +191,23 @@ class MetaAlgorithm(ABC):
         with torch.no_grad():
             for name, value in state.items():
                 if name in params:
-                    params[name].copy_(value)  # type: ignore[arg-type]
+                    params[name].copy_(torch.as_tensor(value))
 
     def config(self) -> dict[str, object]:
-        """JSON-serialisable hyper-parameters, stored next to checkpoints."""
-        return {"name": self.name}
+        """JSON-serialisable hyper-parameters, stored next to checkpoints: `name` plus every constructor
+        field of the algorithm's dataclass (tuples as lists), so `get_algorithm(**config())` rebuilds it."""
+        hyper: dict[str, object] = {"name": self.name}
+        for name in hyper_parameter_names(type(self)):
+            value = getattr(self, name)
+            hyper[name] = list(value) if isinstance(value, tuple) else value
+        return hyper
+
+
+def hyper_parameter_names(algorithm: type[MetaAlgorithm]) -> list[str]:
+    """The constructor arguments of an algorithm class: its dataclass fields (none for a plain class)."""
+    if not dataclasses.is_dataclass(algorithm):
+        return []
+    return [spec.name for spec in dataclasses.fields(algorithm) if spec.init]
 
 
 def first_order_adapt(

@@ -6,7 +6,10 @@ import contextlib
 import copy
 import io
 import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +18,8 @@ from metalearn.algorithms.base import (
     LossFn,
     MetaAlgorithm,
     MetaResult,
+    algorithm_key,
+    check_inner_steps,
     first_order_adapt,
     loss_gradients,
     model_device,
@@ -22,6 +27,7 @@ from metalearn.algorithms.base import (
     preserved_buffers,
     snapshot_buffers,
 )
+from metalearn.algorithms.registry import register_algorithm
 from metalearn.task import Task, TaskData, cycle_batches
 
 INSTALL_HINT = (
@@ -41,7 +47,8 @@ def import_learn2learn() -> ModuleType:
     return learn2learn
 
 
-def _adapt_and_query(learner: nn.Module, task: Task, loss_fn: LossFn, steps: int, device) -> Tensor:  # noqa: ANN001
+def _adapt_and_query(learner: Any, task: Task, loss_fn: LossFn, steps: int, device: torch.device) -> Tensor:
+    """`steps` learn2learn `adapt` calls on support batches, then the adapted learner's query loss."""
     support = task.support_batches(device)
     for _ in range(steps):
         inputs, targets = next(support)
@@ -50,16 +57,29 @@ def _adapt_and_query(learner: nn.Module, task: Task, loss_fn: LossFn, steps: int
     return loss_fn(learner(inputs), targets)
 
 
+@register_algorithm("l2l-maml")
+@dataclass(eq=False)
 class L2LMAML(MetaAlgorithm):
-    """learn2learn's `MAML` wrapper: SGD inner loop, second-order unless `first_order=True`."""
+    """learn2learn's `MAML` wrapper (Finn et al., 2017, https://arxiv.org/abs/1703.03400; learn2learn:
+    Arnold et al., 2020, https://arxiv.org/abs/2008.12284): SGD inner loop, second-order unless
+    `first_order=True`. Needs the optional extra (`pip install -r requirements-l2l.txt`), imported when
+    the algorithm is built.
 
-    name = "l2l-maml"
+    Arguments: `inner_lr` and `inner_steps` of the inner SGD (which `adapt` reuses), `first_order`.
 
-    def __init__(self, inner_lr: float = 0.01, inner_steps: int = 1, first_order: bool = False) -> None:
+    Example:
+
+        maml = L2LMAML(inner_lr=0.01, inner_steps=1)        # or get_algorithm("l2l-maml", ...)
+        gradient = maml.meta_gradient(model, task, loss_fn)
+    """
+
+    inner_lr: float = 0.01
+    inner_steps: int = 1
+    first_order: bool = False
+
+    def __post_init__(self) -> None:
+        check_inner_steps(self.inner_steps, "learn2learn MAML")
         self.l2l = import_learn2learn()
-        self.inner_lr = inner_lr
-        self.inner_steps = inner_steps
-        self.first_order = first_order
 
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
         params = named_trainable(model)
@@ -75,29 +95,37 @@ class L2LMAML(MetaAlgorithm):
         steps = self.inner_steps if steps is None else steps
         return first_order_adapt(model, data, loss_fn, steps, "sgd", self.inner_lr)
 
-    def config(self) -> dict[str, object]:
-        return {"name": self.name, "inner_lr": self.inner_lr, "inner_steps": self.inner_steps}
 
-
+@register_algorithm("l2l-metasgd")
+@dataclass(eq=False)
 class L2LMetaSGD(MetaAlgorithm):
-    """learn2learn's `MetaSGD`: MAML with a learned per-parameter inner learning rate (meta-parameters too).
+    """learn2learn's `MetaSGD` (Li et al., 2017, "Meta-SGD: Learning to Learn Quickly for Few-Shot
+    Learning", https://arxiv.org/abs/1707.09835): MAML with a learned per-parameter inner learning rate.
 
-    The learned rates are this algorithm's extra parameters (`algorithm.lrs.<i>` in meta-gradients); they are
-    created for the first model seen and stored in checkpoints through `state_dict`.
+    The learned rates are this algorithm's extra parameters (`algorithm_key("lrs.<i>")` in meta-gradients);
+    they are created for the first model seen and stored in checkpoints through `state_dict`.
+
+    Arguments: `inner_lr` (the rates' initial value), `inner_steps`, `first_order`, as `L2LMAML`'s.
+
+    Example:
+
+        metasgd = L2LMetaSGD(inner_lr=0.01)
+        trainer = MetaTrainer(model, algorithm=metasgd, sampler=sampler)   # the rates train with the model
+        adapted = metasgd.adapt(trainer.model, task.support, loss_fn)      # fine-tunes with the learned rates
     """
 
-    name = "l2l-metasgd"
     creates_parameters_lazily = True
+    inner_lr: float = 0.01
+    inner_steps: int = 1
+    first_order: bool = False
 
-    def __init__(self, inner_lr: float = 0.01, inner_steps: int = 1, first_order: bool = False) -> None:
+    def __post_init__(self) -> None:
+        check_inner_steps(self.inner_steps, "learn2learn Meta-SGD")
         self.l2l = import_learn2learn()
-        self.inner_lr = inner_lr
-        self.inner_steps = inner_steps
-        self.first_order = first_order
-        self._wrapper: nn.Module | None = None
+        self._wrapper: Any = None  # learn2learn's MetaSGD (untyped), built for the first model seen
         self._loaded_lrs: nn.ParameterList | None = None  # rates restored before the first model is seen
 
-    def _meta_sgd(self, model: nn.Module) -> nn.Module:
+    def _meta_sgd(self, model: nn.Module) -> Any:
         if self._wrapper is None:
             self._wrapper = self.l2l.algorithms.MetaSGD(
                 model, lr=self.inner_lr, first_order=self.first_order, lrs=self._loaded_lrs
@@ -108,16 +136,17 @@ class L2LMetaSGD(MetaAlgorithm):
         return self._wrapper
 
     def extra_parameters(self) -> dict[str, nn.Parameter]:
-        if self._wrapper is None:
-            lrs = self._loaded_lrs if self._loaded_lrs is not None else []
-        else:
+        lrs: Iterable[nn.Parameter] = []
+        if self._wrapper is not None:
             lrs = self._wrapper.lrs
+        elif self._loaded_lrs is not None:
+            lrs = self._loaded_lrs
         return {f"lrs.{i}": p for i, p in enumerate(lrs)}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         if state and not self.extra_parameters():  # read before any meta-step: the rates wait for the model
-            values = [state[f"lrs.{i}"] for i in range(len(state))]
-            self._loaded_lrs = nn.ParameterList([nn.Parameter(v.detach().clone()) for v in values])  # type: ignore[union-attr]
+            values = [torch.as_tensor(state[f"lrs.{i}"]) for i in range(len(state))]
+            self._loaded_lrs = nn.ParameterList([nn.Parameter(v.detach().clone()) for v in values])
             return
         super().load_state_dict(state)
 
@@ -131,7 +160,7 @@ class L2LMetaSGD(MetaAlgorithm):
             grads = loss_gradients(query_loss, [p for _, p in params] + list(extras.values()))
             buffers = snapshot_buffers(learner.module)
         gradient = {n: g for (n, _), g in zip(params, grads)}
-        gradient.update({f"algorithm.{n}": g for n, g in zip(extras, grads[len(params) :])})
+        gradient.update({algorithm_key(n): g for n, g in zip(extras, grads[len(params) :])})
         return MetaResult(gradient, query_loss.item(), buffers)
 
     def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:
@@ -151,6 +180,3 @@ class L2LMetaSGD(MetaAlgorithm):
                 for p, g, lr in zip(params, grads, rates):
                     p.sub_(lr * g)
         return adapted
-
-    def config(self) -> dict[str, object]:
-        return {"name": self.name, "inner_lr": self.inner_lr, "inner_steps": self.inner_steps}

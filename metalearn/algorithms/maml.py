@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import higher
 from torch import nn
 
@@ -9,6 +11,8 @@ from metalearn.algorithms.base import (
     LossFn,
     MetaAlgorithm,
     MetaResult,
+    as_betas,
+    check_inner_steps,
     check_optimizer_name,
     first_order_adapt,
     loss_gradients,
@@ -17,36 +21,42 @@ from metalearn.algorithms.base import (
     named_trainable,
     preserved_buffers,
 )
+from metalearn.algorithms.registry import register_algorithm
 from metalearn.task import Task, TaskData
 
 
+@register_algorithm("maml")
+@dataclass(eq=False)
 class MAML(MetaAlgorithm):
-    """Differentiate the query loss through `inner_steps` differentiable optimizer steps on the support set.
+    """MAML (Finn et al., 2017, "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks",
+    https://arxiv.org/abs/1703.03400): differentiate the query loss through `inner_steps` differentiable
+    optimizer steps on the support set (exact second-order meta-gradient, through `higher`).
 
-    `first_order=True` drops the second-order terms (FOMAML): the meta-gradient is the query gradient at
-    the adapted weights. `inner_optimizer="adam"` uses higher's differentiable Adam.
+    Arguments:
+    - `inner_lr`: the inner (adaptation) learning rate.
+    - `inner_steps`: inner steps per task, one support batch each (at least 1).
+    - `first_order`: drop the second-order terms (FOMAML): the meta-gradient is the query gradient at the
+      adapted weights.
+    - `inner_optimizer`: `"sgd"` or `"adam"` (higher's differentiable Adam).
+    - `betas`: the inner Adam's betas (with `inner_optimizer="adam"`).
+
+    Example:
+
+        maml = MAML(inner_lr=0.01, inner_steps=1)
+        gradient = maml.meta_gradient(model, task, loss_fn)   # {parameter name: meta-gradient}
+        adapted = maml.adapt(model, task.support, loss_fn)    # a fine-tuned copy; model is untouched
     """
 
-    name = "maml"
+    inner_lr: float = 0.01
+    inner_steps: int = 1
+    first_order: bool = False
+    inner_optimizer: str = "sgd"
+    betas: tuple[float, float] = (0.9, 0.999)
 
-    def __init__(
-        self,
-        inner_lr: float = 0.01,
-        inner_steps: int = 1,
-        first_order: bool = False,
-        inner_optimizer: str = "sgd",
-        betas: tuple[float, float] = (0.9, 0.999),
-    ) -> None:
-        if inner_steps < 1:
-            raise ValueError(f"MAML needs inner_steps >= 1, got {inner_steps}")
-        check_optimizer_name(inner_optimizer)
-        self.inner_lr = inner_lr
-        self.inner_steps = inner_steps
-        self.first_order = first_order
-        self.inner_optimizer = inner_optimizer
-        self.betas = betas
-        if first_order:
-            self.name = "fomaml"
+    def __post_init__(self) -> None:
+        check_inner_steps(self.inner_steps, "MAML")
+        check_optimizer_name(self.inner_optimizer)
+        self.betas = as_betas(self.betas)
 
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
         device = model_device(model)
@@ -78,16 +88,13 @@ class MAML(MetaAlgorithm):
         steps = self.inner_steps if steps is None else steps
         return first_order_adapt(model, data, loss_fn, steps, self.inner_optimizer, self.inner_lr, self.betas)
 
-    def config(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "inner_lr": self.inner_lr,
-            "inner_steps": self.inner_steps,
-            "first_order": self.first_order,
-            "inner_optimizer": self.inner_optimizer,
-        }
 
+@register_algorithm("fomaml")
+@dataclass(eq=False)
+class FOMAML(MAML):
+    """First-order MAML (Finn et al., 2017, Section 5.2): `MAML` with `first_order=True` always.
 
-def FOMAML(inner_lr: float = 0.01, inner_steps: int = 1, inner_optimizer: str = "sgd") -> MAML:  # noqa: N802
-    """First-order MAML: `MAML(first_order=True)`."""
-    return MAML(inner_lr=inner_lr, inner_steps=inner_steps, first_order=True, inner_optimizer=inner_optimizer)
+    Arguments as `MAML`'s, without `first_order`. Example: `FOMAML(inner_lr=0.01, inner_steps=5)`.
+    """
+
+    first_order: bool = field(default=True, init=False)

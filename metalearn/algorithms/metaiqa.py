@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -12,6 +13,8 @@ from metalearn.algorithms.base import (
     MetaAlgorithm,
     MetaResult,
     ScratchCopy,
+    as_betas,
+    check_inner_steps,
     displacement,
     first_order_adapt,
     model_device,
@@ -19,61 +22,73 @@ from metalearn.algorithms.base import (
     snapshot_buffers,
     train_steps,
 )
+from metalearn.algorithms.registry import register_algorithm
 from metalearn.task import Task, TaskData
 
 Signal = Literal["query_gradient", "displacement"]
 
 
+@register_algorithm("metaiqa", "bilevel_adam")
+@dataclass(eq=False)
 class MetaIQA(MetaAlgorithm):
-    """k Adam steps on the support set, then k Adam steps on the query set; no second-order terms.
+    """MetaIQA's bi-level gradient optimisation (Zhu et al., CVPR 2020, "MetaIQA: Deep Meta-learning for
+    No-Reference Image Quality Assessment", https://arxiv.org/abs/2004.05508): k Adam steps on the support
+    set, then k Adam steps on the query set; no second-order terms.
 
-    The per-task signal handed to the outer step is selectable:
-    - `"query_gradient"` (default, the paper): the mean of the first-order query gradients taken along the
-      k query steps, each at the weights reached so far (k = 1 is FOMAML with an Adam inner loop);
-    - `"displacement"`: theta minus the weights after both phases, a Reptile-like direction (what the
-      authors' public code feeds its outer update).
-    `reset_inner_state=False` keeps one inner Adam state across tasks, like the authors' code; the paper
-    (and the default) starts each task with a fresh Adam.
+    Arguments:
+    - `inner_lr`, `betas`, `weight_decay`: the inner Adam's settings.
+    - `inner_steps`: k, the steps on the support set and again on the query set (at least 1).
+    - `signal`: the per-task signal handed to the outer step. `"query_gradient"` (default, the paper): the
+      mean of the first-order query gradients taken along the k query steps, each at the weights reached so
+      far (k = 1 is FOMAML with an Adam inner loop); `"displacement"`: theta minus the weights after both
+      phases, a Reptile-like direction (what the authors' public code feeds its outer update).
+    - `reset_inner_state`: start each task with a fresh Adam (the paper, default); `False` keeps one inner
+      Adam state across tasks, like the authors' code.
+
+    Example:
+
+        metaiqa = MetaIQA(inner_lr=1e-4, inner_steps=6)
+        trainer = MetaTrainer(model, algorithm=metaiqa, sampler=sampler)
+        trainer.fit(1000)
+        adapted = metaiqa.adapt(trainer.model, target_data, mse_loss, steps=50)   # the paper's fine-tuning
     """
 
-    name = "metaiqa"
+    inner_lr: float = 1e-4
+    inner_steps: int = 6
+    betas: tuple[float, float] = (0.9, 0.99)
+    signal: Signal = "query_gradient"
+    reset_inner_state: bool = True
+    weight_decay: float = 0.0
 
-    def __init__(
-        self,
-        inner_lr: float = 1e-4,
-        inner_steps: int = 6,
-        betas: tuple[float, float] = (0.9, 0.99),
-        signal: Signal = "query_gradient",
-        reset_inner_state: bool = True,
-        weight_decay: float = 0.0,
-    ) -> None:
-        if inner_steps < 1:
-            raise ValueError(f"MetaIQA needs inner_steps >= 1, got {inner_steps}")
-        if signal not in ("query_gradient", "displacement"):
-            raise ValueError(f"unknown MetaIQA signal {signal!r}: choose 'query_gradient' or 'displacement'")
-        self.inner_lr = inner_lr
-        self.inner_steps = inner_steps
-        self.betas = betas
-        self.signal = signal
-        self.reset_inner_state = reset_inner_state
-        self.weight_decay = weight_decay
+    def __post_init__(self) -> None:
+        check_inner_steps(self.inner_steps, "MetaIQA")
+        if self.signal not in ("query_gradient", "displacement"):
+            raise ValueError(
+                f"unknown MetaIQA signal {self.signal!r}: choose 'query_gradient' or 'displacement'"
+            )
+        self.betas = as_betas(self.betas)
         self._scratch = ScratchCopy()
         self._optimizer: torch.optim.Optimizer | None = None
         self._pending_state: dict | None = None  # inner Adam state restored from a checkpoint
 
     def _inner_optimizer(self, fast: nn.Module) -> torch.optim.Optimizer:
         params = list(fast.parameters())
-        stale = self._optimizer is None or self._optimizer.param_groups[0]["params"][0] is not params[0]
-        if self.reset_inner_state or stale:
-            self._optimizer = torch.optim.Adam(
+        optimizer = self._optimizer
+        if (
+            self.reset_inner_state
+            or optimizer is None
+            or optimizer.param_groups[0]["params"][0] is not params[0]
+        ):
+            optimizer = torch.optim.Adam(
                 params, lr=self.inner_lr, betas=self.betas, weight_decay=self.weight_decay
             )
             if self._pending_state is not None:
-                self._optimizer.load_state_dict(self._pending_state)
+                optimizer.load_state_dict(self._pending_state)
                 self._pending_state = None
-        for group in self._optimizer.param_groups:  # a decayed inner_lr reaches a kept Adam state too
+            self._optimizer = optimizer
+        for group in optimizer.param_groups:  # a decayed inner_lr reaches a kept Adam state too
             group["lr"] = self.inner_lr
-        return self._optimizer
+        return optimizer
 
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
         device = model_device(model)
@@ -117,17 +132,6 @@ class MetaIQA(MetaAlgorithm):
         if "inner_optimizer" in state:
             self._pending_state = state["inner_optimizer"]  # type: ignore[assignment]
             self._optimizer = None
-
-    def config(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "inner_lr": self.inner_lr,
-            "inner_steps": self.inner_steps,
-            "betas": list(self.betas),
-            "signal": self.signal,
-            "reset_inner_state": self.reset_inner_state,
-            "weight_decay": self.weight_decay,
-        }
 
 
 BilevelAdam = MetaIQA

@@ -1,7 +1,11 @@
-"""The non-meta baseline: plain multi-task training on all tasks' data pooled (no inner loop)."""
+"""The non-meta baselines: plain training, on every task's data pooled or batch by batch (no inner loop)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
 from torch import nn
 
 from metalearn.algorithms.base import (
@@ -16,25 +20,33 @@ from metalearn.algorithms.base import (
     preserved_buffers,
     snapshot_buffers,
 )
+from metalearn.algorithms.registry import register_algorithm
 from metalearn.task import Task, TaskData, concat_data
 
 
+@register_algorithm("pooled-baseline")
+@dataclass(eq=False)
 class Pretrain(MetaAlgorithm):
-    """The 'meta-gradient' is the ordinary loss gradient on the task's support and query data together.
+    """Multi-task pre-training, the baseline every meta-learning paper compares with (e.g. Finn et al., 2017,
+    Section 5.1; MetaIQA's Table 4 ablation): the 'meta-gradient' is the ordinary loss gradient on the task's
+    support and query data together, so a meta-batch is one optimizer step on the pooled tasks.
 
-    Averaged over a meta-batch and stepped by the trainer's Adam, this is plain Adam training on pooled
-    tasks: the ablation baseline of MetaIQA's Table 4 and the pre-training baseline of the sinusoid study.
-    `adapt` fine-tunes with `adapt_optimizer` at `adapt_lr`, like the meta-learners' fine-tuning.
+    Arguments: `adapt_lr`, `adapt_steps`, `adapt_optimizer` (`"sgd"` or `"adam"`) set `adapt`'s
+    fine-tuning, like the meta-learners' fine-tuning; training itself has no inner loop.
+
+    Example:
+
+        baseline = Pretrain(adapt_lr=0.01, adapt_steps=10)
+        trainer = MetaTrainer(model, algorithm=baseline, sampler=sampler)   # plain Adam on pooled tasks
     """
 
-    name = "baseline"
-    uses_query = True
+    uses_query: ClassVar[bool] = True
+    adapt_lr: float = 0.01
+    adapt_steps: int = 10
+    adapt_optimizer: str = "sgd"
 
-    def __init__(self, adapt_lr: float = 0.01, adapt_steps: int = 10, adapt_optimizer: str = "sgd") -> None:
-        check_optimizer_name(adapt_optimizer)
-        self.adapt_lr = adapt_lr
-        self.adapt_steps = adapt_steps
-        self.adapt_optimizer = adapt_optimizer
+    def __post_init__(self) -> None:
+        check_optimizer_name(self.adapt_optimizer)
 
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
         device = model_device(model)
@@ -42,36 +54,35 @@ class Pretrain(MetaAlgorithm):
         batches = concat_data(task.support, task.query) if self.uses_query else concat_data(task.support)
         with preserved_buffers(model):
             total = 0.0
-            grads = None
+            grads = [torch.zeros_like(p) for _, p in params]
             for inputs, targets in batches:
                 loss = loss_fn(model(inputs.to(device)), targets.to(device)) / len(batches)
                 step = loss_gradients(loss, [p for _, p in params])
-                grads = step if grads is None else [a + b for a, b in zip(grads, step)]
+                grads = [a + b for a, b in zip(grads, step)]
                 total += loss.item()
             buffers = snapshot_buffers(model)
-        gradient = {name: g for (name, _), g in zip(params, grads)}  # type: ignore[arg-type]
+        gradient = {name: g for (name, _), g in zip(params, grads)}
         return MetaResult(gradient=gradient, loss=total, buffers=buffers)
 
     def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:
         steps = self.adapt_steps if steps is None else steps
         return first_order_adapt(model, data, loss_fn, steps, self.adapt_optimizer, self.adapt_lr)
 
-    def config(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "adapt_lr": self.adapt_lr,
-            "adapt_steps": self.adapt_steps,
-            "adapt_optimizer": self.adapt_optimizer,
-        }
 
-
+@register_algorithm("baseline")
+@dataclass(eq=False)
 class Plain(Pretrain):
     """Ordinary training: the gradient of the loss on the task's support batches only (the query is unused).
 
     With one batch per task and one task per meta-batch, every outer step is one optimizer step on one
     batch: plain mini-batch training inside the same trainer (logging, checkpoints, schedules) as the
-    meta-learners, so a comparison at equal forward/backward passes differs in the algorithm alone.
+    meta-learners, so a comparison at equal forward/backward passes differs in the algorithm alone (the
+    ablation baseline of MetaIQA's Table 4, Zhu et al., CVPR 2020). Arguments as `Pretrain`'s.
+
+    Example:
+
+        plain = Plain(adapt_lr=1e-3, adapt_optimizer="adam")
+        trainer = MetaTrainer(model, algorithm=plain, sampler=one_batch_sampler, tasks_per_batch=1)
     """
 
-    name = "plain"
-    uses_query = False
+    uses_query: ClassVar[bool] = False

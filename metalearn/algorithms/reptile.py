@@ -1,6 +1,8 @@
-"""Reptile (Nichol et al., 2018): the meta-gradient is the displacement theta - phi after inner SGD steps."""
+"""Reptile (Nichol et al., 2018): the meta-gradient is the displacement theta - phi after inner steps."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from torch import nn
 
@@ -9,6 +11,8 @@ from metalearn.algorithms.base import (
     MetaAlgorithm,
     MetaResult,
     ScratchCopy,
+    check_inner_steps,
+    check_optimizer_name,
     displacement,
     first_order_adapt,
     make_optimizer,
@@ -16,25 +20,37 @@ from metalearn.algorithms.base import (
     snapshot_buffers,
     train_steps,
 )
+from metalearn.algorithms.registry import register_algorithm
 from metalearn.task import ChainedData, Task, TaskData, cycle_batches
 
 
+@register_algorithm("reptile")
+@dataclass(eq=False)
 class Reptile(MetaAlgorithm):
-    """`inner_steps` SGD steps on the task's whole data (support batches, then query batches, cycled).
+    """Reptile (Nichol, Achiam and Schulman, 2018, "On First-Order Meta-Learning Algorithms",
+    https://arxiv.org/abs/1803.02999): `inner_steps` optimizer steps on the task's whole data (support
+    batches, then query batches, cycled); the meta-gradient is the displacement theta - phi.
 
     Batches are drawn lazily, one per step: streamed sets cost `inner_steps` batches, not all of them.
-
     With an outer SGD of learning rate epsilon this is exactly Reptile's theta += epsilon * (phi - theta).
+
+    Arguments: `inner_lr`, `inner_steps` (at least 1) and `inner_optimizer` (`"sgd"` or `"adam"`) of the
+    inner loop, which `adapt` reuses for fine-tuning.
+
+    Example:
+
+        reptile = Reptile(inner_lr=0.01, inner_steps=5)
+        trainer = MetaTrainer(model, algorithm=reptile, sampler=sampler,
+                              config=TrainerConfig(outer_optimizer="sgd", outer_lr=0.1))
     """
 
-    name = "reptile"
+    inner_lr: float = 0.01
+    inner_steps: int = 5
+    inner_optimizer: str = "sgd"
 
-    def __init__(self, inner_lr: float = 0.01, inner_steps: int = 5, inner_optimizer: str = "sgd") -> None:
-        if inner_steps < 1:
-            raise ValueError(f"Reptile needs inner_steps >= 1, got {inner_steps}")
-        self.inner_lr = inner_lr
-        self.inner_steps = inner_steps
-        self.inner_optimizer = inner_optimizer
+    def __post_init__(self) -> None:
+        check_inner_steps(self.inner_steps, "Reptile")
+        check_optimizer_name(self.inner_optimizer)
         self._scratch = ScratchCopy()
 
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
@@ -49,11 +65,3 @@ class Reptile(MetaAlgorithm):
     def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:
         steps = self.inner_steps if steps is None else steps
         return first_order_adapt(model, data, loss_fn, steps, self.inner_optimizer, self.inner_lr)
-
-    def config(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "inner_lr": self.inner_lr,
-            "inner_steps": self.inner_steps,
-            "inner_optimizer": self.inner_optimizer,
-        }

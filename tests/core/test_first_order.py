@@ -10,7 +10,16 @@ import pytest
 import torch
 from torch import nn
 
-from metalearn.algorithms import ALGORITHMS, BilevelAdam, MetaIQA, Pretrain, Reptile, get_algorithm
+from metalearn.algorithms import (
+    ALGORITHMS,
+    BilevelAdam,
+    MetaIQA,
+    Pretrain,
+    Reptile,
+    algorithm_class,
+    get_algorithm,
+    hyper_parameter_names,
+)
 from metalearn.task import Task
 
 W0 = 0.7
@@ -192,7 +201,7 @@ def bn_task() -> Task:
 def build(name: str):
     if name.startswith("l2l"):
         pytest.importorskip("learn2learn")
-    kwargs = {"inner_steps": 2} if name not in ("baseline", "plain") else {}
+    kwargs = {"inner_steps": 2} if "inner_steps" in hyper_parameter_names(algorithm_class(name)) else {}
     return get_algorithm(name, **kwargs)
 
 

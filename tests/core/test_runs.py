@@ -115,7 +115,7 @@ def test_a_second_run_on_a_locked_folder_fails(tmp_path: Path) -> None:
 
 
 def test_a_lock_held_by_another_process_blocks_until_it_dies(tmp_path: Path) -> None:
-    holder = subprocess.Popen(
+    with subprocess.Popen(  # leaving the block closes its pipe and waits for it
         [
             sys.executable,
             "-c",
@@ -126,14 +126,13 @@ def test_a_lock_held_by_another_process_blocks_until_it_dies(tmp_path: Path) -> 
         ],
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        with pytest.raises(RunLockedError, match=str(tmp_path)):
-            trainer().fit(1, checkpoint_dir=tmp_path)
-    finally:
-        holder.kill()
-        holder.wait()
+    ) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+            with pytest.raises(RunLockedError, match=str(tmp_path)):
+                trainer().fit(1, checkpoint_dir=tmp_path)
+        finally:
+            holder.kill()
     # the killed holder's lock file stays behind, but its lock went with it
     assert (tmp_path / LOCK_FILE).is_file()
     trainer().fit(1, checkpoint_dir=tmp_path, resume=True)

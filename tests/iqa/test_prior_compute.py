@@ -7,14 +7,22 @@ from pathlib import Path
 
 import pytest
 
+from metalearn.algorithms import ALGORITHMS
 from metalearn_iqa import tasks as tasks_module
 from metalearn_iqa.data.kadid10k import load_kadid10k
 from metalearn_iqa.data.records import IQARecord
 from metalearn_iqa.model import ModelConfig
-from metalearn_iqa.prior import ALGORITHMS, SUMMARY_FILE, PriorConfig, train_prior
+from metalearn_iqa.prior import SUMMARY_FILE, PriorConfig, train_prior
 from metalearn_iqa.tasks import TaskConfig
 
 EPOCHS = 2.0
+CANONICAL = sorted({cls.name for cls in ALGORITHMS.values()})
+"""Every registered algorithm once (aliases left out), the learn2learn ones included."""
+
+
+def _needs(algorithm: str) -> None:
+    if algorithm.startswith("l2l-"):
+        pytest.importorskip("learn2learn")
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +74,11 @@ def test_metaiqa_and_the_baseline_spend_the_same_passes(
     assert meta_config.total_iterations(len(records)) < plain_config.total_iterations(len(records))
 
 
-@pytest.mark.parametrize("algorithm", sorted(set(ALGORITHMS) - {"metaiqa", "baseline"}))
+@pytest.mark.parametrize("algorithm", sorted(set(CANONICAL) - {"metaiqa", "baseline"}))
 def test_every_algorithm_draws_what_it_accounts(
     algorithm: str, records: list[IQARecord], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _needs(algorithm)
     drawn, config = _drawn_batches(algorithm, records, tmp_path, monkeypatch)
     iterations = config.total_iterations(len(records))
     assert drawn == iterations * config.passes_per_iteration()
@@ -78,6 +87,8 @@ def test_every_algorithm_draws_what_it_accounts(
 
 def test_passes_per_iteration() -> None:
     expected = {"metaiqa": 4, "maml": 4, "fomaml": 4, "reptile": 4, "baseline": 1, "pooled-baseline": 8}
-    assert {a: _config(a).passes_per_iteration() for a in ALGORITHMS} == expected
+    expected |= {"l2l-maml": 4, "l2l-metasgd": 4}
+    assert {a: _config(a).passes_per_iteration() for a in CANONICAL} == expected
+    assert _config("bilevel_adam").passes_per_iteration() == expected["metaiqa"]
     assert _config("baseline").decay_every(24) == 60  # 5 epochs of 12 one-batch steps
     assert _config("metaiqa").decay_every(24) == 15

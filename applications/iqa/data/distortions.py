@@ -73,7 +73,7 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
     return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def _from_uint8(x: np.ndarray) -> np.ndarray:
+def _from_uint8(x: np.ndarray | Image.Image) -> np.ndarray:
     return np.asarray(x, dtype=np.float32) / 255.0
 
 

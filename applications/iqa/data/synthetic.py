@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -163,7 +164,7 @@ def _photo(base: str) -> np.ndarray:
             from matplotlib import cbook
             from PIL import Image
 
-            with Image.open(cbook.get_sample_data("grace_hopper.jpg")) as img:
+            with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as img:
                 return np.asarray(img.convert("RGB"))
         return np.asarray(getattr(data, base)())
     except Exception as exc:  # unknown name, or an image that would need a download
@@ -255,16 +256,16 @@ def _content_hash(folder: Path) -> str:
 
 
 def _versions() -> dict[str, str]:
+    """The installed versions of the packages that shape the generated images."""
     import PIL
     import piq
     import scipy
-    import skimage
     import torch
 
     return {
         "numpy": np.__version__,
         "scipy": scipy.__version__,
-        "scikit-image": skimage.__version__,
+        "scikit-image": importlib.metadata.version("scikit-image"),  # skimage's lazy module hides __version__
         "pillow": PIL.__version__,
         "piq": piq.__version__,
         "torch": torch.__version__,

@@ -118,7 +118,7 @@ def run_cross(
     summary = {}
     for key in ("plcc", "srocc", "plcc_logistic", "krcc", "rmse"):
         summary[key], summary[f"{key}_std"] = mean_std_if_all([s[key] for s in splits])
-    result = {"protocol": "synthetic-to-authentic", "target": name, **(provenance or {})}
+    result: dict[str, Any] = {"protocol": "synthetic-to-authentic", "target": name, **(provenance or {})}
     result |= {"splits": splits, "summary": summary, "config": dataclasses.asdict(config)}
     table = markdown_table(
         ["target", "PLCC", "± std", "SROCC", "± std", "splits"],

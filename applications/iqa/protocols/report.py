@@ -17,10 +17,10 @@ def init_label(pretrained: str) -> str:
 
 def mean_std(values: Sequence[float | None]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value); NaN when a value is undefined (None/NaN)."""
-    values = [math.nan if v is None else v for v in values]
-    if any(math.isnan(v) for v in values):  # statistics.stdev fails on NaN
+    floats = [math.nan if v is None else v for v in values]
+    if any(math.isnan(v) for v in floats):  # statistics.stdev fails on NaN
         return math.nan, math.nan
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    return statistics.fmean(floats), (statistics.stdev(floats) if len(floats) > 1 else 0.0)
 
 
 def mean_std_if_all(values: Sequence[float | None]) -> tuple[float | None, float | None]:
