@@ -90,12 +90,19 @@ def test_algorithm_lookup_is_case_insensitive() -> None:
     assert isinstance(get_algorithm("MetaIQA"), MetaIQA)
 
 
-def test_unknown_inner_optimizer() -> None:
+@pytest.mark.parametrize(
+    ("name", "hyper"),
+    [
+        ("maml", "inner_optimizer"),
+        ("fomaml", "inner_optimizer"),
+        ("reptile", "inner_optimizer"),
+        ("baseline", "adapt_optimizer"),
+        ("pooled-baseline", "adapt_optimizer"),
+    ],
+)
+def test_unknown_inner_optimizer_fails_when_built(name: str, hyper: str) -> None:
     with pytest.raises(ValueError, match="inner optimizer 'rmsprop'"):
-        get_algorithm("maml", inner_optimizer="rmsprop")
-    task = Task(support=pair(), query=pair())
-    with pytest.raises(ValueError, match="inner optimizer 'rmsprop'"):
-        Reptile(inner_optimizer="rmsprop").meta_gradient(nn.Linear(1, 1), task, nn.functional.mse_loss)
+        get_algorithm(name, **{hyper: "rmsprop"})
 
 
 def test_bad_algorithm_hyper_parameters() -> None:
