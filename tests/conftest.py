@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +61,11 @@ def _single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(params=[0o022, 0o027])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Run the test under each of two umasks (the process-wide one is restored afterwards)."""
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)

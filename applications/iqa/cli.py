@@ -350,7 +350,7 @@ def _model_config(kw: dict[str, Any]) -> ModelConfig:
     )
 
 
-def _prior_config(kw: dict[str, Any]):  # noqa: ANN202
+def _prior_config(kw: dict[str, Any]) -> PriorConfig:
     from metalearn_iqa.prior import PriorConfig
     from metalearn_iqa.tasks import TaskConfig
 

@@ -21,6 +21,7 @@ from metalearn.algorithms import (
     hyper_parameter_names,
 )
 from metalearn.task import Task
+from tests.helpers import scalar64
 
 W0 = 0.7
 X_S, Y_S = 1.5, 2.0  # support: 0.5 * (1.5 w - 2)^2
@@ -40,8 +41,7 @@ def scalar_model(w: float = W0) -> nn.Module:
 
 
 def scalar_task() -> Task:
-    t = lambda v: torch.tensor([[v]], dtype=torch.float64)  # noqa: E731
-    return Task(support=(t(X_S), t(Y_S)), query=(t(X_Q), t(Y_Q)))
+    return Task(support=(scalar64(X_S), scalar64(Y_S)), query=(scalar64(X_Q), scalar64(Y_Q)))
 
 
 def grad_s(w: float) -> float:
@@ -157,8 +157,7 @@ def test_reptile_is_displacement_after_sgd_on_support_then_query(steps: int) -> 
 def test_reptile_points_from_adapted_weights_to_theta() -> None:
     # both sets pull w upwards (optimum w = 10): the meta-gradient theta - phi is negative,
     # so an outer SGD step theta - eps * grad moves theta towards phi
-    t = lambda v: torch.tensor([[v]], dtype=torch.float64)  # noqa: E731
-    task = Task(support=(t(1.0), t(10.0)), query=(t(1.0), t(10.0)))
+    task = Task(support=(scalar64(1.0), scalar64(10.0)), query=(scalar64(1.0), scalar64(10.0)))
     model = scalar_model(0.0)
     algo = Reptile(inner_lr=0.1, inner_steps=2)
     grad = algo.meta_gradient(model, task, half_sse)["weight"].item()

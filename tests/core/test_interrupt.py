@@ -11,10 +11,10 @@ import torch
 
 from metalearn import Interrupted
 from metalearn.checkpoint import load_state
-from tests.core.test_runs import trainer
+from tests.helpers import tiny_trainer
 
 
-def signal_at(iteration: int, signum: int):  # noqa: ANN201
+def signal_at(iteration: int, signum: int):
     """A callback that sends this process `signum` once `iteration` is done."""
 
     def callback(row: dict[str, float]) -> None:
@@ -28,7 +28,7 @@ def signal_at(iteration: int, signum: int):  # noqa: ANN201
 def test_a_signal_saves_a_checkpoint_and_raises(tmp_path: Path, signum: int) -> None:
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     with pytest.raises(Interrupted, match=signal.Signals(signum).name) as info:
-        trainer().fit(50, checkpoint_dir=tmp_path, callback=signal_at(3, signum))
+        tiny_trainer().fit(50, checkpoint_dir=tmp_path, callback=signal_at(3, signum))
     assert info.value.signum == signum and info.value.iteration == 3
     assert info.value.checkpoint == tmp_path
     assert load_state(tmp_path / "checkpoint.pt")["iteration"] == 3
@@ -37,10 +37,10 @@ def test_a_signal_saves_a_checkpoint_and_raises(tmp_path: Path, signum: int) -> 
 
 def test_resuming_an_interrupted_run_is_exact(tmp_path: Path) -> None:
     with pytest.raises(Interrupted):
-        trainer().fit(6, checkpoint_dir=tmp_path / "a", callback=signal_at(2, signal.SIGTERM))
-    resumed = trainer()
+        tiny_trainer().fit(6, checkpoint_dir=tmp_path / "a", callback=signal_at(2, signal.SIGTERM))
+    resumed = tiny_trainer()
     resumed.fit(6, checkpoint_dir=tmp_path / "a", resume=True)
-    straight = trainer()
+    straight = tiny_trainer()
     straight.fit(6, checkpoint_dir=tmp_path / "b")
     for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values()):
         assert torch.equal(a, b)
@@ -48,11 +48,11 @@ def test_resuming_an_interrupted_run_is_exact(tmp_path: Path) -> None:
 
 def test_without_a_checkpoint_folder_nothing_is_saved(tmp_path: Path) -> None:
     with pytest.raises(Interrupted, match="no checkpoint saved") as info:
-        trainer().fit(50, callback=signal_at(1, signal.SIGINT))
+        tiny_trainer().fit(50, callback=signal_at(1, signal.SIGINT))
     assert info.value.checkpoint is None
 
 
 def test_handlers_are_restored_after_a_normal_fit(tmp_path: Path) -> None:
     before = signal.getsignal(signal.SIGTERM)
-    trainer().fit(2, checkpoint_dir=tmp_path)
+    tiny_trainer().fit(2, checkpoint_dir=tmp_path)
     assert signal.getsignal(signal.SIGTERM) is before

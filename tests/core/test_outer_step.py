@@ -24,7 +24,7 @@ def batch(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 class Untouchable:
     """A query set that fails the test if anything reads it."""
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self):
         raise AssertionError("the query set was read")
 
 
@@ -109,7 +109,7 @@ def test_inner_rate_follows_the_outer_schedule() -> None:
     assert fixed.algorithm.inner_lr == 0.1  # type: ignore[attr-defined]
 
 
-def test_inner_rate_is_restored_on_resume(tmp_path) -> None:  # noqa: ANN001
+def test_inner_rate_is_restored_on_resume(tmp_path) -> None:
     straight = decaying_trainer(decay_inner_lr=True)
     straight.fit(4)
     first = decaying_trainer(decay_inner_lr=True)

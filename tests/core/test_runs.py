@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from metalearn import (
     MAML,
@@ -18,31 +17,11 @@ from metalearn import (
     ResumeMismatchError,
     RunExistsError,
     RunLockedError,
-    TrainerConfig,
 )
 from metalearn.examples.sinusoid import SinusoidSampler
 from metalearn.runs import LOCK_FILE, lock_run_dir
 from metalearn.trainer import resolve_device
-
-
-def model(dropout: bool = False, hidden: int = 8) -> nn.Module:
-    torch.manual_seed(0)
-    layers = (
-        [nn.Linear(1, hidden), nn.Tanh()] + ([nn.Dropout(0.5)] if dropout else []) + [nn.Linear(hidden, 1)]
-    )
-    return nn.Sequential(*layers)
-
-
-def trainer(algorithm: object = None, net: nn.Module | None = None, **kw: object) -> MetaTrainer:
-    settings: dict = {"tasks_per_batch": 2, "outer_lr": 0.01, "seed": 1, "progress": False} | kw
-    config = TrainerConfig(**settings)
-    return MetaTrainer(
-        net if net is not None else model(),
-        algorithm or MetaIQA(inner_lr=0.01, inner_steps=2),  # type: ignore[arg-type]
-        SinusoidSampler(shots=4, query_shots=4),
-        device="cpu",
-        config=config,
-    )
+from tests.helpers import tiny_mlp, tiny_trainer
 
 
 def logged(folder: Path) -> list[int]:
@@ -54,10 +33,10 @@ def logged(folder: Path) -> list[int]:
 
 
 def test_fit_refuses_a_folder_holding_a_run(tmp_path: Path) -> None:
-    trainer().fit(3, checkpoint_dir=tmp_path)
+    tiny_trainer().fit(3, checkpoint_dir=tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file() and p.name != LOCK_FILE}
     with pytest.raises(RunExistsError, match="resume it or overwrite it") as info:
-        trainer().fit(1, checkpoint_dir=tmp_path)
+        tiny_trainer().fit(1, checkpoint_dir=tmp_path)
     assert info.value.path == tmp_path and "checkpoint.pt" in info.value.entries
     after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file() and p.name != LOCK_FILE}
     assert after == before  # nothing truncated or overwritten
@@ -65,19 +44,19 @@ def test_fit_refuses_a_folder_holding_a_run(tmp_path: Path) -> None:
 
 
 def test_overwrite_deletes_the_previous_run_first(tmp_path: Path) -> None:
-    trainer().fit(3, checkpoint_dir=tmp_path)
+    tiny_trainer().fit(3, checkpoint_dir=tmp_path)
     (tmp_path / ".checkpoint.pt.abc.tmp").write_bytes(b"half written")
-    trainer().fit(1, checkpoint_dir=tmp_path, overwrite=True)
+    tiny_trainer().fit(1, checkpoint_dir=tmp_path, overwrite=True)
     assert logged(tmp_path) == [1]
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["iteration"] == 1
     assert not (tmp_path / ".checkpoint.pt.abc.tmp").exists()
 
 
 def test_overwrite_never_deletes_files_no_run_wrote(tmp_path: Path) -> None:
-    trainer().fit(1, checkpoint_dir=tmp_path)
+    tiny_trainer().fit(1, checkpoint_dir=tmp_path)
     (tmp_path / "notes.txt").write_text("mine\n")
     with pytest.raises(RunExistsError, match="notes.txt") as info:
-        trainer().fit(1, checkpoint_dir=tmp_path, overwrite=True)
+        tiny_trainer().fit(1, checkpoint_dir=tmp_path, overwrite=True)
     assert (
         info.value.foreign and (tmp_path / "notes.txt").is_file() and (tmp_path / "checkpoint.pt").is_file()
     )
@@ -85,18 +64,18 @@ def test_overwrite_never_deletes_files_no_run_wrote(tmp_path: Path) -> None:
 
 def test_resume_and_overwrite_exclude_each_other(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="resume and overwrite"):
-        trainer().fit(1, checkpoint_dir=tmp_path, resume=True, overwrite=True)
+        tiny_trainer().fit(1, checkpoint_dir=tmp_path, resume=True, overwrite=True)
 
 
 def test_a_separate_log_folder_is_protected_too(tmp_path: Path) -> None:
-    trainer().fit(2, checkpoint_dir=tmp_path / "a", log_dir=tmp_path / "logs")
+    tiny_trainer().fit(2, checkpoint_dir=tmp_path / "a", log_dir=tmp_path / "logs")
     with pytest.raises(RunExistsError, match="logs"):
-        trainer().fit(2, checkpoint_dir=tmp_path / "b", log_dir=tmp_path / "logs")
+        tiny_trainer().fit(2, checkpoint_dir=tmp_path / "b", log_dir=tmp_path / "logs")
     assert logged(tmp_path / "logs") == [1, 2]
 
 
 def test_the_same_trainer_may_go_on_in_its_own_folder(tmp_path: Path) -> None:
-    t = trainer()
+    t = tiny_trainer()
     t.fit(2, checkpoint_dir=tmp_path)
     t.fit(4, checkpoint_dir=tmp_path)  # its own run: continuing, not replacing
     assert logged(tmp_path) == [1, 2, 3, 4]
@@ -108,10 +87,10 @@ def test_the_same_trainer_may_go_on_in_its_own_folder(tmp_path: Path) -> None:
 def test_a_second_run_on_a_locked_folder_fails(tmp_path: Path) -> None:
     with lock_run_dir(tmp_path):
         with pytest.raises(RunLockedError, match="another run is using this folder") as info:
-            trainer().fit(1, checkpoint_dir=tmp_path)
+            tiny_trainer().fit(1, checkpoint_dir=tmp_path)
         assert str(tmp_path) in str(info.value)
         assert not (tmp_path / "checkpoint.pt").exists()
-    trainer().fit(1, checkpoint_dir=tmp_path)  # released: the folder is usable again
+    tiny_trainer().fit(1, checkpoint_dir=tmp_path)  # released: the folder is usable again
 
 
 def test_a_lock_held_by_another_process_blocks_until_it_dies(tmp_path: Path) -> None:
@@ -130,54 +109,54 @@ def test_a_lock_held_by_another_process_blocks_until_it_dies(tmp_path: Path) -> 
         try:
             assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
             with pytest.raises(RunLockedError, match=str(tmp_path)):
-                trainer().fit(1, checkpoint_dir=tmp_path)
+                tiny_trainer().fit(1, checkpoint_dir=tmp_path)
         finally:
             holder.kill()
     # the killed holder's lock file stays behind, but its lock went with it
     assert (tmp_path / LOCK_FILE).is_file()
-    trainer().fit(1, checkpoint_dir=tmp_path, resume=True)
+    tiny_trainer().fit(1, checkpoint_dir=tmp_path, resume=True)
 
 
 # --------------------------------------------------------------------------------------- resume checks
 
 
 def test_resume_refuses_other_settings_and_lists_them(tmp_path: Path) -> None:
-    trainer().fit(2, checkpoint_dir=tmp_path)
+    tiny_trainer().fit(2, checkpoint_dir=tmp_path)
     with pytest.raises(ResumeMismatchError, match=r"algorithm\.inner_lr: 0\.01 -> 0\.02") as info:
-        trainer(MetaIQA(inner_lr=0.02, inner_steps=2), outer_lr=0.5).fit(
+        tiny_trainer(MetaIQA(inner_lr=0.02, inner_steps=2), outer_lr=0.5).fit(
             3, checkpoint_dir=tmp_path, resume=True
         )
     assert "trainer.outer_lr: 0.01 -> 0.5" in str(info.value)
     with pytest.raises(ResumeMismatchError, match=r"algorithm\.name: 'metaiqa' -> 'maml'"):
-        trainer(MAML(inner_lr=0.01)).fit(3, checkpoint_dir=tmp_path, resume=True)
+        tiny_trainer(MAML(inner_lr=0.01)).fit(3, checkpoint_dir=tmp_path, resume=True)
     assert logged(tmp_path) == [1, 2]  # a refused resume leaves the run alone
 
 
 def test_resume_refuses_a_smaller_budget(tmp_path: Path) -> None:
-    trainer().fit(3, checkpoint_dir=tmp_path)
+    tiny_trainer().fit(3, checkpoint_dir=tmp_path)
     with pytest.raises(ResumeMismatchError, match="done 3 iterations.*at least 3"):
-        trainer().fit(2, checkpoint_dir=tmp_path, resume=True)
+        tiny_trainer().fit(2, checkpoint_dir=tmp_path, resume=True)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["iteration"] == 3
 
 
 def test_resume_allows_a_larger_budget_and_display_changes(tmp_path: Path) -> None:
-    trainer(lr_decay=0.5, lr_decay_every=1, decay_inner_lr=True).fit(2, checkpoint_dir=tmp_path)
-    resumed = trainer(lr_decay=0.5, lr_decay_every=1, decay_inner_lr=True, checkpoint_every=1)
+    tiny_trainer(lr_decay=0.5, lr_decay_every=1, decay_inner_lr=True).fit(2, checkpoint_dir=tmp_path)
+    resumed = tiny_trainer(lr_decay=0.5, lr_decay_every=1, decay_inner_lr=True, checkpoint_every=1)
     resumed.fit(4, checkpoint_dir=tmp_path, resume=True)  # the decayed inner rate is no difference
     assert logged(tmp_path) == [1, 2, 3, 4]
 
 
 def test_resume_with_another_architecture_is_one_line(tmp_path: Path) -> None:
-    trainer().fit(1, checkpoint_dir=tmp_path)
+    tiny_trainer().fit(1, checkpoint_dir=tmp_path)
     with pytest.raises(ResumeMismatchError) as info:
-        trainer(net=model(hidden=16)).fit(2, checkpoint_dir=tmp_path, resume=True)
+        tiny_trainer(net=tiny_mlp(hidden=16)).fit(2, checkpoint_dir=tmp_path, resume=True)
     message = str(info.value)
     assert "\n" not in message and str(tmp_path) in message and "does not fit" in message
 
 
 def test_resume_compares_the_run_config(tmp_path: Path) -> None:
     def with_run(crop: int) -> MetaTrainer:
-        t = trainer()
+        t = tiny_trainer()
         t.run_config = {"task": {"crop": crop}}
         return t
 
@@ -191,18 +170,18 @@ def test_resume_compares_the_run_config(tmp_path: Path) -> None:
 
 def test_resume_is_exact_with_dropout(tmp_path: Path) -> None:
     """Dropout draws from torch's global stream: the checkpoint carries it, so resumed == uninterrupted."""
-    straight = trainer(net=model(dropout=True))
+    straight = tiny_trainer(net=tiny_mlp(dropout=True))
     straight.fit(4)
-    trainer(net=model(dropout=True)).fit(2, checkpoint_dir=tmp_path)
+    tiny_trainer(net=tiny_mlp(dropout=True)).fit(2, checkpoint_dir=tmp_path)
     torch.manual_seed(123)  # whatever happened in between
-    resumed = trainer(net=model(dropout=True))
+    resumed = tiny_trainer(net=tiny_mlp(dropout=True))
     resumed.fit(4, checkpoint_dir=tmp_path, resume=True)
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
 
 
 def test_checkpoint_holds_the_global_random_state(tmp_path: Path) -> None:
-    trainer().fit(1, checkpoint_dir=tmp_path)
+    tiny_trainer().fit(1, checkpoint_dir=tmp_path)
     expected = torch.get_rng_state()
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert torch.equal(state["rng"]["torch"], expected)
@@ -222,4 +201,4 @@ def test_cuda_without_a_gpu_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="no CUDA GPU"):
         resolve_device("cuda")
     with pytest.raises(ValueError, match="no CUDA GPU"):
-        MetaTrainer(model(), "maml", SinusoidSampler(), device="cuda:1")
+        MetaTrainer(tiny_mlp(), "maml", SinusoidSampler(), device="cuda:1")

@@ -130,7 +130,7 @@ def test_a_rate_that_diverges_is_never_chosen(
 
     diverging = {"1e-05", "0.003"}
 
-    def train(prior, records, run_dir, resume=False, store=None, overwrite=False):  # noqa: ANN001, ANN202
+    def train(prior, records, run_dir, resume=False, store=None, overwrite=False):
         if Path(run_dir).name.split("-", 1)[1] in diverging:
             raise DivergedError("training diverged at iteration 1", 1)
         return object(), []

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from metalearn_iqa.model import ModelConfig, build_model, save_model
-from tests.core.test_file_modes import mode, umask  # noqa: F401 - the fixture
+from tests.helpers import file_mode
 
 
-def test_a_prior_file_follows_the_umask(tmp_path: Path, umask: int) -> None:  # noqa: F811
+def test_a_prior_file_follows_the_umask(tmp_path: Path, umask: int) -> None:
     config = ModelConfig(backbone="small", width=4, pretrained="none")
     save_model(build_model(config), config, tmp_path / "prior.pt")
-    assert mode(tmp_path / "prior.pt") == 0o666 & ~umask
+    assert file_mode(tmp_path / "prior.pt") == 0o666 & ~umask

@@ -137,7 +137,7 @@ def test_learning_rate_follows_the_step_schedule(
     optimizers: list[torch.optim.Optimizer] = []
     real = inference.finetune_optimizer
 
-    def capture(model: nn.Module, config: FinetuneConfig):  # noqa: ANN202
+    def capture(model: nn.Module, config: FinetuneConfig):
         optimizer, schedule = real(model, config)
         optimizers.append(optimizer)
         return optimizer, schedule

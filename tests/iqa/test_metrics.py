@@ -79,7 +79,7 @@ def test_constant_prediction_is_undefined_not_zero() -> None:
 
 
 @pytest.mark.parametrize("metric", [srocc, plcc, krcc, plcc_logistic])
-def test_each_correlation_of_constant_scores_is_nan(metric) -> None:  # noqa: ANN001
+def test_each_correlation_of_constant_scores_is_nan(metric) -> None:
     with pytest.warns(RuntimeWarning, match="target scores are constant"):
         assert np.isnan(metric(np.arange(12.0), np.full(12, 0.5)))
 

@@ -50,7 +50,7 @@ def _drawn_batches(
     count = 0
     real = tasks_module.CropBatches._batch
 
-    def spy(self: tasks_module.CropBatches, indices: list[int]):  # noqa: ANN202
+    def spy(self: tasks_module.CropBatches, indices: list[int]):
         nonlocal count
         count += 1
         return real(self, indices)

@@ -55,7 +55,7 @@ def test_lodo_writes_reports_for_the_held_out_type(
     trained_on: list[set[int | None]] = []
     real = lodo_module.train_prior
 
-    def spy(config: PriorConfig, train: list[IQARecord], *args: object, **kw: object):  # noqa: ANN202
+    def spy(config: PriorConfig, train: list[IQARecord], *args: object, **kw: object):
         trained_on.append({r.distortion for r in train})
         return real(config, train, *args, **kw)
 
@@ -86,11 +86,11 @@ def test_lodo_test_set_excludes_the_finetuning_contents(
     tested: list[list[IQARecord]] = []
     real_finetune, real_evaluate = lodo_module.finetune, lodo_module.evaluate_records
 
-    def finetune_spy(model, recs, *args, **kw):  # noqa: ANN001, ANN202
+    def finetune_spy(model, recs, *args, **kw):
         adapted.append(list(recs))
         return real_finetune(model, recs, *args, **kw)
 
-    def evaluate_spy(model, recs, *args, **kw):  # noqa: ANN001, ANN202
+    def evaluate_spy(model, recs, *args, **kw):
         tested.append(list(recs))
         return real_evaluate(model, recs, *args, **kw)
 
