@@ -163,6 +163,7 @@ class FinetuneConfig:
     authors' code selects on the test split). One epoch = every training image once, in shuffled batches.
     """
 
+    # Fields and checks shaped like `TaskConfig`'s (flagged by `duplicates`): another job's settings.
     epochs: int
     lr: float = 1e-4
     lr_decay: float = 0.8

@@ -78,7 +78,7 @@ class L2LMAML(MetaAlgorithm):
     first_order: bool = False
 
     def __post_init__(self) -> None:
-        check_inner_steps(self.inner_steps, "learn2learn MAML")
+        check_inner_steps(self.inner_steps, type(self).__name__)
         self.l2l = import_learn2learn()
 
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
@@ -98,14 +98,14 @@ class L2LMAML(MetaAlgorithm):
 
 @register_algorithm("l2l-metasgd")
 @dataclass(eq=False)
-class L2LMetaSGD(MetaAlgorithm):
+class L2LMetaSGD(L2LMAML):
     """learn2learn's `MetaSGD` (Li et al., 2017, "Meta-SGD: Learning to Learn Quickly for Few-Shot
     Learning", https://arxiv.org/abs/1707.09835): MAML with a learned per-parameter inner learning rate.
 
     The learned rates are this algorithm's extra parameters (`algorithm_key("lrs.<i>")` in meta-gradients);
     they are created for the first model seen and stored in checkpoints through `state_dict`.
 
-    Arguments: `inner_lr` (the rates' initial value), `inner_steps`, `first_order`, as `L2LMAML`'s.
+    Arguments: as `L2LMAML`'s (`inner_lr` is the rates' initial value).
 
     Example:
 
@@ -115,13 +115,9 @@ class L2LMetaSGD(MetaAlgorithm):
     """
 
     creates_parameters_lazily = True
-    inner_lr: float = 0.01
-    inner_steps: int = 1
-    first_order: bool = False
 
     def __post_init__(self) -> None:
-        check_inner_steps(self.inner_steps, "learn2learn Meta-SGD")
-        self.l2l = import_learn2learn()
+        super().__post_init__()
         self._wrapper: Any = None  # learn2learn's MetaSGD (untyped), built for the first model seen
         self._loaded_lrs: nn.ParameterList | None = None  # rates restored before the first model is seen
 

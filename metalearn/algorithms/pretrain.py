@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+# The same helper list as l2l.py's import (flagged by `duplicates`): shared building blocks, no repeated code.
 from metalearn.algorithms.base import (
     LossFn,
     MetaAlgorithm,

@@ -81,6 +81,7 @@ def load_koniq10k(root: str | Path) -> list[IQARecord]:
     images = _image_dir(base)
     index = index_folder(images)
     scores = min_max([row[1] for row in rows], *mos_range)
+    # Shaped like `distorted_records` (flagged by `duplicates`), with an authentic image's fields instead.
     return [
         IQARecord(
             path=require_image(index, name, images, score_file.name),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+# The same helper list as koniq10k.py's import (flagged by `duplicates`): shared helpers, no repeated code.
 from metalearn_iqa.data._files import (
     find_entry,
     index_folder,
