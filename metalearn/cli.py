@@ -6,7 +6,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 import click
 
-from metalearn.algorithms import ALGORITHMS
+from metalearn.algorithms import ALGORITHMS, hyper_parameter_names
 
 ENTRY_POINT_GROUP = "metalearn.applications"
 
@@ -37,10 +37,13 @@ def main() -> None:
 
 @main.command("algorithms")
 def list_algorithms() -> None:
-    """List the meta-learning algorithms the core provides."""
-    for name, factory in ALGORITHMS.items():
-        doc = (getattr(factory, "__doc__", None) or "").strip().splitlines()
-        click.echo(f"{name:14s} {doc[0] if doc else ''}")
+    """List the registered algorithms: name, class and hyper-parameters (an alias names its algorithm)."""
+    for name, cls in ALGORITHMS.items():
+        if name != cls.name:
+            click.echo(f"{name:16s} alias of {cls.name}")
+            continue
+        hyper = ", ".join(hyper_parameter_names(cls))
+        click.echo(f"{name:16s} {cls.__module__}.{cls.__name__}({hyper})")
 
 
 if __name__ == "__main__":

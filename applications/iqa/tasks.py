@@ -7,7 +7,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
 from metalearn import Task
 from metalearn.task import Batch
@@ -188,14 +187,10 @@ def training_batches(
     return CropBatches(records, store, crop, batch_size, None, seed)
 
 
-def scores_tensor(records: Sequence[IQARecord]) -> Tensor:
-    return torch.tensor([r.score for r in records], dtype=torch.float32)
-
-
 class PooledBatchSampler:
     """A `TaskSampler` for plain training: each "task" is one random-crop batch of the pooled images.
 
-    With the `plain` algorithm and one task per meta-batch, the trainer takes one optimizer step per batch,
+    With the `baseline` algorithm (`Plain`) and one task per meta-batch, the trainer takes one optimizer step per batch,
     so plain training runs through the same loop, logs and checkpoints as the meta-learners.
     """
 
