@@ -1,4 +1,5 @@
-"""Equal compute: at the same `epochs`, every prior algorithm draws the batches its accounting says."""
+"""Every registered algorithm builds a prior with the IQA settings, and at the same `epochs` draws the batches
+its accounting says (equal compute)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from metalearn.algorithms import ALGORITHMS
+from metalearn.algorithms import ALGORITHMS, algorithm_class
 from metalearn_iqa import tasks as tasks_module
 from metalearn_iqa.data.kadid10k import load_kadid10k
 from metalearn_iqa.data.records import IQARecord
 from metalearn_iqa.model import ModelConfig
-from metalearn_iqa.prior import SUMMARY_FILE, PriorConfig, train_prior
+from metalearn_iqa.prior import SUMMARY_FILE, PriorConfig, build_algorithm, train_prior
 from metalearn_iqa.tasks import TaskConfig
 
 EPOCHS = 2.0
@@ -92,3 +93,30 @@ def test_passes_per_iteration() -> None:
     assert _config("bilevel_adam").passes_per_iteration() == expected["metaiqa"]
     assert _config("baseline").decay_every(24) == 60  # 5 epochs of 12 one-batch steps
     assert _config("metaiqa").decay_every(24) == 15
+
+
+@pytest.mark.parametrize("algorithm", CANONICAL + ["bilevel_adam"])
+def test_every_registered_algorithm_is_built_with_the_papers_inner_loop(algorithm: str) -> None:
+    _needs(algorithm)
+    config = PriorConfig(algorithm=algorithm, inner_steps=3, inner_lr=2e-4, signal="displacement")
+    built = build_algorithm(config)
+    assert type(built) is algorithm_class(algorithm)
+    settings = built.config()
+    name = settings["name"]
+    adam = {"inner_optimizer": "adam", "betas": [0.9, 0.99]}
+    expected: dict[str, dict[str, object]] = {
+        "metaiqa": {"inner_lr": 2e-4, "inner_steps": 3, "betas": [0.9, 0.99], "signal": "displacement"},
+        "maml": {"inner_lr": 2e-4, "inner_steps": 3, "first_order": False, **adam},
+        "fomaml": {"inner_lr": 2e-4, "inner_steps": 3, **adam},
+        "reptile": {"inner_lr": 2e-4, "inner_steps": 6, "inner_optimizer": "adam"},  # 2k: both phases' steps
+        "baseline": {"adapt_lr": 2e-4, "adapt_steps": 3, "adapt_optimizer": "adam"},
+        "pooled-baseline": {"adapt_lr": 2e-4, "adapt_steps": 3, "adapt_optimizer": "adam"},
+        "l2l-maml": {"inner_lr": 2e-4, "inner_steps": 3},
+        "l2l-metasgd": {"inner_lr": 2e-4, "inner_steps": 3},
+    }
+    assert expected[str(name)].items() <= settings.items()
+
+
+def test_an_unregistered_algorithm_is_refused_with_the_choices() -> None:
+    with pytest.raises(ValueError, match="unknown algorithm 'mamll': choose one of .*l2l-metasgd"):
+        PriorConfig(algorithm="mamll")
