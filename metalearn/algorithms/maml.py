@@ -54,7 +54,7 @@ class MAML(MetaAlgorithm):
     betas: tuple[float, float] = (0.9, 0.999)
 
     def __post_init__(self) -> None:
-        check_inner_steps(self.inner_steps, "MAML")
+        check_inner_steps(self.inner_steps, type(self).__name__)
         check_optimizer_name(self.inner_optimizer)
         self.betas = as_betas(self.betas)
 

@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from metalearn_iqa.data._files import parse_float, require_dir, span_normalise, unique_rows
 from metalearn_iqa.data.records import DatasetError, IQARecord
@@ -48,32 +49,40 @@ def _header_columns(rows: Iterable[tuple[object, ...]], path: Path) -> tuple[int
     )
 
 
+def _score_rows(book: Any, path: Path) -> tuple[list[tuple[str, float]], list[str]]:
+    """(Source_ID, Realigned MOS) pairs of the score sheet, and where each was read."""
+    sheets = {name.strip().lower(): name for name in book.sheetnames}
+    if SHEET.lower() not in sheets:
+        raise DatasetError(f"{path}: sheet {SHEET!r} not found (sheets: {', '.join(book.sheetnames)})")
+    rows = book[sheets[SHEET.lower()]].iter_rows(values_only=True)
+    header_row, id_col, mos_col = _header_columns(rows, path)
+    pairs: list[tuple[str, float]] = []
+    wheres: list[str] = []
+    for number, row in enumerate(rows, start=header_row + 1):
+        source = row[id_col] if id_col < len(row) else None
+        value = row[mos_col] if mos_col < len(row) else None
+        if source is None or not str(source).strip():
+            if value is None:
+                continue  # blank row (spreadsheets often end with some)
+            raise DatasetError(f"{path}: row {number}: {MOS_COLUMN} given but {ID_COLUMN} is empty")
+        pairs.append((str(source).strip(), parse_float(value, f"{path}: row {number}")))
+        wheres.append(f"{path}: row {number}")
+    return pairs, wheres
+
+
 def _read_scores(path: Path) -> list[tuple[str, float]]:
     """Read (Source_ID, Realigned MOS) pairs from the spreadsheet with openpyxl in read-only mode."""
     from openpyxl import load_workbook  # heavy import; only CID2013 needs it
 
-    try:
-        book = load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises several types for non-xlsx files
-        raise DatasetError(f"{path}: cannot read spreadsheet ({exc})") from None
-    try:
-        sheets = {name.strip().lower(): name for name in book.sheetnames}
-        if SHEET.lower() not in sheets:
-            raise DatasetError(f"{path}: sheet {SHEET!r} not found (sheets: {', '.join(book.sheetnames)})")
-        rows = book[sheets[SHEET.lower()]].iter_rows(values_only=True)
-        header_row, id_col, mos_col = _header_columns(rows, path)
-        pairs, wheres = [], []
-        for number, row in enumerate(rows, start=header_row + 1):
-            source = row[id_col] if id_col < len(row) else None
-            value = row[mos_col] if mos_col < len(row) else None
-            if source is None or not str(source).strip():
-                if value is None:
-                    continue  # blank row (spreadsheets often end with some)
-                raise DatasetError(f"{path}: row {number}: {MOS_COLUMN} given but {ID_COLUMN} is empty")
-            pairs.append((str(source).strip(), parse_float(value, f"{path}: row {number}")))
-            wheres.append(f"{path}: row {number}")
-    finally:
-        book.close()
+    with path.open("rb") as handle:  # ours to close: openpyxl leaves its own open when a file is not xlsx
+        try:
+            book = load_workbook(handle, read_only=True, data_only=True)
+        except Exception as exc:  # openpyxl raises several types for non-xlsx files
+            raise DatasetError(f"{path}: cannot read spreadsheet ({exc})") from None
+        try:
+            pairs, wheres = _score_rows(book, path)
+        finally:
+            book.close()
     if not pairs:
         raise DatasetError(f"{path}: sheet {SHEET!r} has a header but no scores")
     return unique_rows(pairs, wheres, name=lambda r: r[0].lower(), score=lambda r: r[1])
