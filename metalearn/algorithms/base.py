@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -146,6 +146,10 @@ class MetaAlgorithm(ABC):
     def meta_gradient(self, model: nn.Module, task: Task, loss_fn: LossFn) -> dict[str, Tensor]:
         """The task's meta-gradient, keyed by parameter name; the model is left unchanged."""
         return self.meta_step(model, task, loss_fn).gradient
+
+    def meta_steps(self, model: nn.Module, tasks: Sequence[Task], loss_fn: LossFn) -> list[MetaResult]:
+        """`meta_step` for each task, in order; an algorithm may override it to batch tasks together."""
+        return [self.meta_step(model, task, loss_fn) for task in tasks]
 
     @abstractmethod
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:

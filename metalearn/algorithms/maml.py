@@ -1,10 +1,13 @@
-"""MAML (Finn et al., 2017) through the `higher` package: exact second-order meta-gradients, or FOMAML."""
+"""MAML (Finn et al., 2017): exact second-order meta-gradients, or FOMAML, through `torch.func` or `higher`."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import higher
 from torch import nn
 
+from metalearn.algorithms import functional_maml
 from metalearn.algorithms.base import (
     LossFn,
     MetaAlgorithm,
@@ -19,12 +22,18 @@ from metalearn.algorithms.base import (
 )
 from metalearn.task import Task, TaskData
 
+BACKENDS = ("func", "higher")
+"""How MAML differentiates its inner loop: `torch.func` (default, measured faster in
+benchmarks/meta_iteration.py) or the `higher` package; both are held to the same parity tests."""
+
 
 class MAML(MetaAlgorithm):
     """Differentiate the query loss through `inner_steps` differentiable optimizer steps on the support set.
 
     `first_order=True` drops the second-order terms (FOMAML): the meta-gradient is the query gradient at
-    the adapted weights. `inner_optimizer="adam"` uses higher's differentiable Adam.
+    the adapted weights. `inner_optimizer="adam"` uses a differentiable Adam (higher's update rule).
+    `backend` picks the machinery, not the maths (see `BACKENDS`): `"func"` batches tasks with `vmap`
+    when they allow it (`functional_maml.can_batch`), else runs `functional_call` task by task.
     """
 
     name = "maml"
@@ -36,7 +45,10 @@ class MAML(MetaAlgorithm):
         first_order: bool = False,
         inner_optimizer: str = "sgd",
         betas: tuple[float, float] = (0.9, 0.999),
+        backend: str = "func",
     ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown MAML backend {backend!r}: choose 'func' or 'higher'")
         if inner_steps < 1:
             raise ValueError(f"MAML needs inner_steps >= 1, got {inner_steps}")
         check_optimizer_name(inner_optimizer)
@@ -45,10 +57,23 @@ class MAML(MetaAlgorithm):
         self.first_order = first_order
         self.inner_optimizer = inner_optimizer
         self.betas = betas
+        self.backend = backend
         if first_order:
             self.name = "fomaml"
 
+    def _inner_loop(self) -> functional_maml.InnerLoop:
+        return functional_maml.InnerLoop(
+            self.inner_lr, self.inner_steps, self.inner_optimizer, self.betas, first_order=self.first_order
+        )
+
+    def meta_steps(self, model: nn.Module, tasks: Sequence[Task], loss_fn: LossFn) -> list[MetaResult]:
+        if self.backend == "func" and functional_maml.can_batch(model, tasks):
+            return functional_maml.batched_meta_steps(model, tasks, loss_fn, self._inner_loop())
+        return [self.meta_step(model, task, loss_fn) for task in tasks]
+
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
+        if self.backend == "func":
+            return functional_maml.task_meta_step(model, task, loss_fn, self._inner_loop())
         device = model_device(model)
         params = named_trainable(model)
         opt = make_optimizer(self.inner_optimizer, [p for _, p in params], self.inner_lr, self.betas)
@@ -88,6 +113,14 @@ class MAML(MetaAlgorithm):
         }
 
 
-def FOMAML(inner_lr: float = 0.01, inner_steps: int = 1, inner_optimizer: str = "sgd") -> MAML:  # noqa: N802
+def FOMAML(  # noqa: N802
+    inner_lr: float = 0.01, inner_steps: int = 1, inner_optimizer: str = "sgd", backend: str = "func"
+) -> MAML:
     """First-order MAML: `MAML(first_order=True)`."""
-    return MAML(inner_lr=inner_lr, inner_steps=inner_steps, first_order=True, inner_optimizer=inner_optimizer)
+    return MAML(
+        inner_lr=inner_lr,
+        inner_steps=inner_steps,
+        first_order=True,
+        inner_optimizer=inner_optimizer,
+        backend=backend,
+    )
