@@ -290,7 +290,8 @@ class TorchoptAdam(Peer):
                 grads = torch.autograd.grad(loss_at(params, x, y), params)
                 updates, state = tx.update(grads, state, inplace=False)
                 params = tuple(
-                    t.detach().requires_grad_(True) for t in self.torchopt.apply_updates(params, updates)
+                    t.detach().requires_grad_(True)
+                    for t in self.torchopt.apply_updates(params, updates, inplace=False)
                 )
             for x, y in query[: self.k]:
                 grads = torch.autograd.grad(loss_at(params, x, y), params)
@@ -298,7 +299,8 @@ class TorchoptAdam(Peer):
                     p.grad = g / self.k if p.grad is None else p.grad + g / self.k
                 updates, state = tx.update(grads, state, inplace=False)
                 params = tuple(
-                    t.detach().requires_grad_(True) for t in self.torchopt.apply_updates(params, updates)
+                    t.detach().requires_grad_(True)
+                    for t in self.torchopt.apply_updates(params, updates, inplace=False)
                 )
 
 
