@@ -20,7 +20,7 @@ learn2learn.
 
 Before timing, peers that compute the same maths are checked to give the same first meta-gradient.
 
-    python benchmarks/meta_iteration.py --quick                # both regimes, under two minutes on a CPU
+    python benchmarks/meta_iteration.py --quick   # both regimes (T=3, k=3, crop 32): under two CPU minutes
     python benchmarks/meta_iteration.py --backbone resnet18 --crop 64 --tasks 3 --shots 3
     python benchmarks/meta_iteration.py --regime sinusoid --iterations 100
 """
@@ -433,15 +433,27 @@ def build_peers(s: Setting, with_torchopt: bool) -> tuple[list[Peer], dict[str, 
 
 # -- checks and measurements -------------------------------------------------------------------------
 def check_parity(peers: list[Peer], same: dict[str, str], s: Setting) -> None:
-    """Peers doing the same maths give the same first meta-gradient (all start from the same weights)."""
+    """Peers doing the same maths give the same first meta-gradient (all start from the same weights).
+
+    Compared as |a - b| / |b| over all parameters. Adam inner loops get a looser bound: Adam's first steps
+    move each weight by about lr * sign(g), so float rounding in a near-zero g (a different but equally
+    valid summation order, as in torchopt) changes a weight by up to 2 lr and the difference propagates.
+    """
     tasks = TaskStream(s).sample(s.tasks)
     by_name = {p.name: p for p in peers}
     reference = {name: by_name[name].meta_gradient(tasks) for name in set(same.values())}
+    worst = []
     for name, ref_name in same.items():
-        got = by_name[name].meta_gradient(tasks)
-        for a, b in zip(got, reference[ref_name]):
-            torch.testing.assert_close(a, b, rtol=2e-3, atol=1e-5, msg=lambda m: f"{name} vs {ref_name}: {m}")  # noqa: B023
-    print(f"parity: {len(same)} peers give the same first meta-gradient as ours", flush=True)
+        got = torch.cat([g.reshape(-1) for g in by_name[name].meta_gradient(tasks)])
+        ref = torch.cat([g.reshape(-1) for g in reference[ref_name]])
+        rel = float((got - ref).norm() / ref.norm())
+        bound = 2e-2 if ref_name == "MetaIQA" else 1e-4
+        if not rel <= bound:
+            raise AssertionError(f"{name} vs {ref_name}: meta-gradients differ by {rel:.2e} (> {bound:.0e})")
+        worst.append(f"{name} {rel:.1e}")
+    print(
+        f"parity with ours (relative difference of the first meta-gradient): {', '.join(worst)}", flush=True
+    )
 
 
 def time_interleaved(peers: list[Peer], repeats: int, iterations: int) -> dict[str, float]:
@@ -542,8 +554,8 @@ def main() -> None:
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.quick:
-        args.crop, args.repeats, args.iterations = 32, 3, 1
+    if args.quick:  # smaller tasks, fewer repeats, memory of ours and (e) only: under two CPU minutes
+        args.crop, args.tasks, args.shots, args.repeats, args.iterations = 32, 3, 3, 2, 1
     try:
         import torchopt  # noqa: F401
 
@@ -572,7 +584,8 @@ def main() -> None:
             report["sinusoid"] = {"seconds": seconds}
             continue
         seconds = time_interleaved(peers, args.repeats, args.iterations)
-        memory = {} if args.no_memory else measure_memory([p.name for p in peers], args)
+        measured = [p.name for p in peers if not args.quick or isinstance(p, Ours | Plain)]
+        memory = {} if args.no_memory else measure_memory(measured, args)
         print(
             f"\n{args.backbone}, crop {s.crop}, T={s.tasks} tasks, k={s.shots}, batch {s.batch}, "
             f"{args.threads} thread(s), {args.device}, median of {args.repeats} x {args.iterations}"
