@@ -121,11 +121,10 @@ class ScratchCopy:
             self._copy = copy.deepcopy(model)
             self._source_id = id(model)
         else:
-            with torch.no_grad():
-                for dst, src in zip(self._copy.parameters(), model.parameters()):
-                    dst.copy_(src)
-                for dst, src in zip(self._copy.buffers(), model.buffers()):
-                    dst.copy_(src)
+            with torch.no_grad():  # one fused copy for all parameters and buffers
+                torch._foreach_copy_(
+                    [*self._copy.parameters(), *self._copy.buffers()], [*model.parameters(), *model.buffers()]
+                )
         for dst, src in zip(self._copy.modules(), model.modules()):  # per layer: frozen BatchNorm stays so
             dst.training = src.training
         for param in self._copy.parameters():
