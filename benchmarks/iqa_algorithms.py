@@ -5,7 +5,8 @@ Every algorithm trains the same network on the same training types with the demo
 seconds per outer iteration, the passes one iteration spends (`PriorConfig.passes_per_iteration`), seconds per
 pass, and that as a ratio to the plain baseline's pass (one Adam step per batch), all measured in this run.
 A ratio above 1 is the algorithm's own overhead (copies, inner optimizers, second-order terms). The
-algorithms are stepped in turn (interleaved), so load on a shared machine hits them alike.
+images are decoded into the cache before timing and the algorithms are stepped in turn (interleaved), so
+neither image decoding nor load on a shared machine lands on one algorithm more than another.
 
     python benchmarks/iqa_algorithms.py --iterations 20
     python benchmarks/iqa_algorithms.py --backbone resnet18 --iterations 5
@@ -46,6 +47,8 @@ def main() -> None:
     store = ImageStore(capacity=len(records) + 16)
     train = split_contents(records, config, args.seed).train
 
+    for record in train:  # decode every image once: the first algorithm to draw one would pay for it
+        store(record.path)
     trainers, passes = {}, {}
     for name in args.algorithms:
         prior = dataclasses.replace(config.prior(name, args.seed), iterations=args.iterations)
