@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -365,20 +366,23 @@ class FuncLoop(Peer):
 
 
 # -- the line-ups ------------------------------------------------------------------------------------
-def iqa_peers(s: Setting, stream: TaskStream, with_torchopt: bool) -> tuple[list[Peer], dict[str, str]]:
-    """The peers, and for each the peer whose maths it repeats (for the parity check) or itself."""
+def iqa_peers(
+    s: Setting, stream: TaskStream, with_torchopt: bool, only: str | None = None
+) -> tuple[list[Peer], dict[str, str]]:
+    """The peers (only the one named `only`, if given: each model costs memory), and for each the peer
+    whose maths it repeats (for the parity check)."""
     k, lr = s.shots, s.inner_lr
-    peers: list[Peer] = [
-        Ours(s, stream, "MetaIQA", MetaIQA(s.adam_lr, k, s.betas), 2 * k),
-        Ours(s, stream, "FOMAML", MAML(lr, k, first_order=True), k + 1),
-        Ours(s, stream, "Reptile", Reptile(lr, k), k),
-        Ours(s, stream, "MAML (2nd order)", MAML(lr, k), k + 1),
-        L2L(s, stream, True, k),
-        L2L(s, stream, False, k),
-        Higher(s, stream, True, k),
-        Higher(s, stream, False, k),
-        Naive(s, stream, k),
-    ]
+    makers: dict[str, Callable[[], Peer]] = {
+        "MetaIQA": lambda: Ours(s, stream, "MetaIQA", MetaIQA(s.adam_lr, k, s.betas), 2 * k),
+        "FOMAML": lambda: Ours(s, stream, "FOMAML", MAML(lr, k, first_order=True), k + 1),
+        "Reptile": lambda: Ours(s, stream, "Reptile", Reptile(lr, k), k),
+        "MAML (2nd order)": lambda: Ours(s, stream, "MAML (2nd order)", MAML(lr, k), k + 1),
+        "(a) l2l MAML(first_order)": lambda: L2L(s, stream, True, k),
+        "(a) l2l MAML": lambda: L2L(s, stream, False, k),
+        "(b) higher FOMAML": lambda: Higher(s, stream, True, k),
+        "(b) higher MAML": lambda: Higher(s, stream, False, k),
+        "(c) naive deepcopy+Adam": lambda: Naive(s, stream, k),
+    }
     same = {
         "(a) l2l MAML(first_order)": "FOMAML",
         "(a) l2l MAML": "MAML (2nd order)",
@@ -387,15 +391,21 @@ def iqa_peers(s: Setting, stream: TaskStream, with_torchopt: bool) -> tuple[list
         "(c) naive deepcopy+Adam": "MetaIQA",
     }
     if with_torchopt:
-        peers += [TorchoptAdam(s, stream, k), TorchoptMetaSGD(s, stream, k)]
+        makers["(d) torchopt functional Adam"] = lambda: TorchoptAdam(s, stream, k)
+        makers["(d) torchopt MetaSGD MAML"] = lambda: TorchoptMetaSGD(s, stream, k)
         same |= {"(d) torchopt functional Adam": "MetaIQA", "(d) torchopt MetaSGD MAML": "MAML (2nd order)"}
     steps = {"MetaIQA": 2 * k, "FOMAML": k + 1, "Reptile": k, "MAML (2nd order)": k + 1}
-    for peer in peers:
-        peer.steps_per_task = steps[same.get(peer.name, peer.name)]
-    for n in sorted({p.steps_per_task for p in peers}):
-        plain = Plain(s, stream, n * s.tasks)
-        plain.steps_per_task = n
-        peers.append(plain)
+    per_task = {name: steps[same.get(name, name)] for name in makers}
+    for n in sorted(set(per_task.values())):
+        name = f"(e) plain x{n * s.tasks}"
+        makers[name] = lambda n=n: Plain(s, stream, n * s.tasks)  # type: ignore[misc]
+        per_task[name] = n
+    peers = []
+    for name, make in makers.items():
+        if only is None or name == only:
+            peer = make()
+            peer.steps_per_task = per_task[name]
+            peers.append(peer)
     return peers, same
 
 
@@ -426,9 +436,11 @@ def sinusoid_peers(s: Setting, stream: TaskStream) -> tuple[list[Peer], dict[str
     return peers, same
 
 
-def build_peers(s: Setting, with_torchopt: bool) -> tuple[list[Peer], dict[str, str]]:
+def build_peers(
+    s: Setting, with_torchopt: bool, only: str | None = None
+) -> tuple[list[Peer], dict[str, str]]:
     stream = TaskStream(s)
-    return sinusoid_peers(s, stream) if s.regime == "sinusoid" else iqa_peers(s, stream, with_torchopt)
+    return sinusoid_peers(s, stream) if s.regime == "sinusoid" else iqa_peers(s, stream, with_torchopt, only)
 
 
 # -- checks and measurements -------------------------------------------------------------------------
@@ -477,9 +489,7 @@ def current_rss_bytes() -> int:
 
 def peak_memory_of(name: str, s: Setting, with_torchopt: bool) -> float:
     """Run in a subprocess: peak memory growth (bytes) over two meta-iterations of one peer alone."""
-    peers, _ = build_peers(s, with_torchopt)
-    peer = next(p for p in peers if p.name == name)
-    del peers
+    (peer,), _ = build_peers(s, with_torchopt, only=name)
     if s.device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
