@@ -4,7 +4,9 @@ Every algorithm trains the same network on the same training types with the demo
 (`metalearn_iqa.demo.DemoConfig`; `--backbone resnet18` swaps in the paper's network). Reported: median
 seconds per outer iteration, the passes one iteration spends (`PriorConfig.passes_per_iteration`), seconds per
 pass, and that as a ratio to the plain baseline's pass (one Adam step per batch), all measured in this run.
-A ratio above 1 is the algorithm's own overhead (copies, inner optimizers, second-order terms).
+A ratio above 1 is the algorithm's own overhead (copies, inner optimizers, second-order terms). The
+images are decoded into the cache before timing and the algorithms are stepped in turn (interleaved), so
+neither image decoding nor load on a shared machine lands on one algorithm more than another.
 
     python benchmarks/iqa_algorithms.py --iterations 20
     python benchmarks/iqa_algorithms.py --backbone resnet18 --iterations 5
@@ -49,19 +51,27 @@ def main() -> None:
     store = ImageStore(capacity=len(records) + 16)
     train = split_contents(records, config, args.seed).train
 
-    rows = {}
+    for record in train:  # decode every image once: the first algorithm to draw one would pay for it
+        store(record.path)
+    trainers, passes = {}, {}
     for name in args.algorithms:
         prior = dataclasses.replace(config.prior(name, args.seed), iterations=args.iterations)
-        trainer = make_trainer(prior, train, store)
-        trainer.config.progress = False
-        times = []
-        for _ in range(args.iterations):
+        trainers[name] = make_trainer(prior, train, store)
+        trainers[name].config.progress = False
+        passes[name] = prior.passes_per_iteration()
+        trainers[name].step()  # warm-up: first-call allocations and image decoding
+    # Interleaved: every round steps each algorithm once, so a shared machine's load hits them alike
+    # (run one after the other, the first ones measured here differed by up to 1.5x from run to run).
+    times: dict[str, list[float]] = {name: [] for name in trainers}
+    for _ in range(args.iterations):
+        for name, trainer in trainers.items():
             start = time.perf_counter()
             trainer.step()
-            times.append(time.perf_counter() - start)
-        seconds = statistics.median(times[1:] or times)
-        passes = prior.passes_per_iteration()
-        rows[name] = {"seconds": seconds, "passes": passes, "per_pass": seconds / passes}
+            times[name].append(time.perf_counter() - start)
+    rows = {}
+    for name in trainers:
+        seconds = statistics.median(times[name])
+        rows[name] = {"seconds": seconds, "passes": passes[name], "per_pass": seconds / passes[name]}
         print(f"{name}: {rows[name]}", flush=True)
 
     base = rows.get("baseline", next(iter(rows.values())))["per_pass"]

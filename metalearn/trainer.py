@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import math
 import signal
 import threading
 import time
@@ -23,7 +25,7 @@ from metalearn.distributed import all_reduce_sum, broadcast_module, rank_and_wor
 from metalearn.logger import METRICS_FILE, TENSORBOARD_DIR, MetricsLogger
 from metalearn.runs import ResumeMismatchError, claim_run_dir, lock_run_dir, settings_diff
 from metalearn.sampler import TaskSampler
-from metalearn.task import TaskData
+from metalearn.task import Task, TaskData
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -175,7 +177,7 @@ class MetaTrainer:
         self,
         model: nn.Module,
         algorithm: MetaAlgorithm | str,
-        sampler: TaskSampler | None = None,
+        sampler: TaskSampler,
         loss_fn: LossFn = mse_loss,
         outer_optimizer: torch.optim.Optimizer | OptimizerFactory | None = None,
         tasks_per_batch: int | None = None,
@@ -183,12 +185,13 @@ class MetaTrainer:
         config: TrainerConfig | None = None,
         run_config: Mapping[str, Any] | None = None,
     ) -> None:
-        self.config = config or TrainerConfig()
+        # a copy: the caller's config object is never changed (tasks_per_batch, progress...)
+        self.config = dataclasses.replace(config) if config is not None else TrainerConfig()
         self.run_config = dict(run_config or {})
         if tasks_per_batch is not None:
             self.config.tasks_per_batch = tasks_per_batch
         self.config.validate()
-        if sampler is None:
+        if sampler is None:  # typed as required; untyped callers still get a one-line error
             raise ValueError("MetaTrainer needs a task sampler")
         self.device = resolve_device(device)
         self.model = model.to(self.device)
@@ -205,6 +208,10 @@ class MetaTrainer:
         self._outer_spec = outer_optimizer
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self._params: dict[
+            str, nn.Parameter
+        ] = {}  # the meta-parameters the optimizer steps, fixed once built
+        self._float_buffers: dict[str, Tensor] | None = None  # what BatchNorm averaging writes (first step)
         if outer_optimizer is not None or not self._needs_lazy_optimizer():
             self._build_optimizer()
 
@@ -219,7 +226,8 @@ class MetaTrainer:
         return params
 
     def _build_optimizer(self) -> None:
-        params = list(self._meta_parameters().values())
+        self._params = self._meta_parameters()
+        params = list(self._params.values())
         spec = self._outer_spec
         if spec is None and self.config.outer_optimizer == "sgd":
             self.optimizer = torch.optim.SGD(
@@ -245,58 +253,84 @@ class MetaTrainer:
         return contextlib.nullcontext()
 
     def step(self) -> dict[str, float]:
-        """One outer iteration; returns the logged metrics."""
+        """One outer iteration; returns the logged metrics. Each phase is one method, in this order."""
         start = time.perf_counter()
+        tasks = self._sample_tasks()
+        sums = self._meta_gradients(tasks)  # this rank's share of the tasks, summed
+        self._all_reduce(sums)  # every rank now holds the sums over all tasks
+        self._check_faults(sums.faults)  # before the step: the model keeps its last finite weights
+        self._set_mean_gradient(sums)
+        self._clip_gradient()
+        self._outer_step()
+        self._average_batchnorm(sums)
+        self._check_weights(self.iteration + 1)
+        self.iteration += 1
+        return self._metrics(sums, time.perf_counter() - start)
+
+    def _sample_tasks(self) -> list[Task]:
+        """The meta-batch, drawn from the trainer's own generator (the same on every rank)."""
         tasks = self.sampler.sample(self.config.tasks_per_batch, self.generator)
         if len(tasks) != self.config.tasks_per_batch:
             raise ValueError(f"sampler returned {len(tasks)} tasks, expected {self.config.tasks_per_batch}")
+        return tasks
+
+    def _meta_gradients(self, tasks: list[Task]) -> _Sums:
+        """This rank's tasks (every `world`-th from `rank`) through the algorithm, their results summed."""
         self.model.train()
         if self.config.freeze_batchnorm:
             freeze_batchnorm(self.model)
-        grad_sum: dict[str, Tensor] = {}
-        buffer_sum: dict[str, Tensor] = {}
-        loss_sum = torch.zeros(1, device=self.device)
-        count = self.config.tasks_per_batch
-        faults = torch.zeros(count, device=self.device)  # per task: 1 non-finite loss, 2 non-finite gradient
-        for index in range(self.rank, count, self.world):
-            with self._autocast():
-                result = self.algorithm.meta_step(self.model, tasks[index], self.loss_fn)
-            faults[index] = _fault(result, self.device)
-            _accumulate(grad_sum, result.gradient)
-            _accumulate(buffer_sum, {k: v for k, v in result.buffers.items() if v.is_floating_point()})
-            loss_sum += result.loss
-        if self.optimizer is None:
+        mine = list(range(self.rank, len(tasks), self.world))
+        with self._autocast():
+            results = self.algorithm.meta_steps(self.model, [tasks[i] for i in mine], self.loss_fn)
+        if self.optimizer is None:  # lazily created meta-parameters (Meta-SGD) exist now
             self._build_optimizer()
-        meta_params = self._meta_parameters()
-        _fill_missing(grad_sum, meta_params)
-        float_buffers = {n: b for n, b in self.model.named_buffers() if b.is_floating_point()}
-        _fill_missing(buffer_sum, float_buffers)
-        names = list(meta_params)
-        buffer_names = list(float_buffers)
-        all_reduce_sum(
-            [grad_sum[n] for n in names] + [buffer_sum[n] for n in buffer_names] + [loss_sum, faults]
-        )
-        self._check_faults(faults)  # before the step: the model keeps its last finite weights
-        for name in names:
-            meta_params[name].grad = (grad_sum[name] / count).to(meta_params[name].dtype)
+        if self._float_buffers is None:
+            self._float_buffers = {n: b for n, b in self.model.named_buffers() if b.is_floating_point()}
+        return _sum_results(results, mine, len(tasks), self._params, self._float_buffers, self.device)
+
+    def _all_reduce(self, sums: _Sums) -> None:
+        """Sum gradients, buffers, losses and faults over ranks (one flat all-reduce; nothing in one process)."""
+        if self.world == 1:
+            return
+        gradients = [sums.gradient[n] for n in self._params]
+        buffers = list(sums.buffers.values())
+        all_reduce_sum(gradients + buffers + [sums.loss, sums.faults])
+
+    def _set_mean_gradient(self, sums: _Sums) -> None:
+        """The mean meta-gradient over the meta-batch, written into each meta-parameter's `.grad`."""
+        count = self.config.tasks_per_batch
+        for name, param in self._params.items():
+            param.grad = (sums.gradient[name] / count).to(param.dtype)
+
+    def _clip_gradient(self) -> None:
         if self.config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(list(meta_params.values()), self.config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(list(self._params.values()), self.config.grad_clip)
+
+    def _outer_step(self) -> None:
+        """One step of the outer optimizer, then the learning-rate schedule (and the inner rate with it)."""
         assert self.optimizer is not None
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.scheduler is not None:
             self.scheduler.step()
             self._sync_inner_lr()
-        if self.config.bn_stats == "average":
-            with torch.no_grad():
-                for name in buffer_names:
-                    float_buffers[name].copy_(buffer_sum[name] / count)
-        self._check_weights(self.iteration + 1)
-        self.iteration += 1
-        elapsed = time.perf_counter() - start
+
+    def _average_batchnorm(self, sums: _Sums) -> None:
+        """With `bn_stats="average"`, the meta-model's float buffers become the adapted copies' mean."""
+        if self.config.bn_stats != "average" or not self._float_buffers:
+            return
+        with torch.no_grad():
+            names = list(sums.buffers)
+            torch._foreach_mul_([sums.buffers[n] for n in names], 1.0 / self.config.tasks_per_batch)
+            for name in names:
+                self._float_buffers[name].copy_(sums.buffers[name])
+
+    def _metrics(self, sums: _Sums, elapsed: float) -> dict[str, float]:
+        assert self.optimizer is not None
+        count = self.config.tasks_per_batch
         return {
             "iteration": self.iteration,
-            "loss": loss_sum.item() / count,
+            "loss": sums.loss.item() / count,
             "lr": self.optimizer.param_groups[0]["lr"],
             "tasks_per_s": count / elapsed,
             "seconds": elapsed,
@@ -324,7 +358,10 @@ class MetaTrainer:
         )
 
     def _check_weights(self, iteration: int) -> None:
-        """Raise `DivergedError` if the outer step left a weight that is not finite."""
+        """Raise `DivergedError` if the outer step left a weight that is not finite (one fused check; the
+        name is looked up only on failure)."""
+        if _all_finite(list(self._params.values())):
+            return
         name = self._nonfinite_weight()
         if name is not None:
             raise DivergedError(
@@ -598,26 +635,77 @@ def _distinct_folders(*folders: str | Path | None) -> list[Path]:
     return list(seen.values())
 
 
-def _accumulate(total: dict[str, Tensor], new: dict[str, Tensor]) -> None:
-    for name, value in new.items():
-        value = value.detach().to(torch.promote_types(value.dtype, torch.float32))  # keep float64 exact
-        if name in total:
-            total[name] += value
-        else:
-            total[name] = value.clone()
+@dataclass
+class _Sums:
+    """One rank's meta-batch, summed: gradients and float buffers by name, the query losses, and per task
+    0 (finite), 1 (non-finite loss) or 2 (non-finite meta-gradient or buffers)."""
+
+    gradient: dict[str, Tensor]
+    buffers: dict[str, Tensor]
+    loss: Tensor
+    faults: Tensor
+
+
+def _sum_results(
+    results: list[MetaResult],
+    indices: list[int],
+    count: int,
+    params: Mapping[str, Tensor],
+    buffers: Mapping[str, Tensor],
+    device: torch.device,
+) -> _Sums:
+    """Sum the results in float32 (float64 kept) with one fused add per task; zeros where a rank had no
+    task or a task no entry, so every rank sends the same list to the all-reduce."""
+    gradient = _sum_named([r.gradient for r in results], params)
+    buffer_sum = _sum_named([r.buffers for r in results], buffers)
+    losses = [r.loss for r in results]
+    faults = torch.zeros(count, device=device)
+    if not (
+        all(math.isfinite(x) for x in losses) and _all_finite([*gradient.values(), *buffer_sum.values()])
+    ):
+        for index, result in zip(indices, results):  # something is off: find which task
+            faults[index] = _fault(result, device)
+    loss = torch.tensor([sum(losses)], dtype=torch.float32, device=device)
+    return _Sums(gradient, buffer_sum, loss, faults)
+
+
+def _sum_named(dicts: list[dict[str, Tensor]], reference: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    names = list(reference)
+    totals: list[Tensor] | None = None
+    for entry in dicts:
+        values = [entry[n] if n in entry else None for n in names]
+        if totals is None:
+            totals = [
+                torch.zeros_like(reference[n], dtype=_sum_dtype(reference[n]))
+                if v is None
+                else v.detach().to(_sum_dtype(v), copy=True)
+                for n, v in zip(names, values)
+            ]
+            continue
+        present = [(t, v.detach()) for t, v in zip(totals, values) if v is not None]
+        if present:
+            torch._foreach_add_([t for t, _ in present], [v for _, v in present])
+    if totals is None:
+        totals = [torch.zeros_like(reference[n], dtype=_sum_dtype(reference[n])) for n in names]
+    return dict(zip(names, totals))
+
+
+def _sum_dtype(tensor: Tensor) -> torch.dtype:
+    return torch.promote_types(tensor.dtype, torch.float32)  # keep float64 exact, lift bf16
+
+
+def _all_finite(tensors: list[Tensor]) -> bool:
+    """True when no tensor holds a NaN or an infinity: x * 0 is NaN exactly there; one fused pass, one sync."""
+    if not tensors:
+        return True
+    zeros = torch._foreach_mul([t.detach() for t in tensors], 0.0)
+    return bool(torch.stack(torch._foreach_norm(zeros)).isfinite().all())
 
 
 def _fault(result: MetaResult, device: torch.device) -> Tensor:
-    """0 if a task's loss, meta-gradient and buffers are all finite, 1 if its loss is not, else 2 (no host sync)."""
+    """0 if a task's loss, meta-gradient and buffers are all finite, 1 if its loss is not, else 2."""
     loss = torch.as_tensor(result.loss, dtype=torch.float32, device=device)
     tensors = [*result.gradient.values(), *(b for b in result.buffers.values() if b.is_floating_point())]
     finite = [torch.isfinite(t).all().to(device) for t in tensors]
     rest_ok = torch.stack(finite).all() if finite else torch.ones((), dtype=torch.bool, device=device)
     return torch.where(torch.isfinite(loss).all(), torch.where(rest_ok, 0.0, 2.0), 1.0).to(device)
-
-
-def _fill_missing(total: dict[str, Tensor], reference: Mapping[str, Tensor]) -> None:
-    """Ranks that processed no task still join the all-reduce, with zeros, so every rank sends the same list."""
-    for name, tensor in reference.items():
-        if name not in total:
-            total[name] = torch.zeros_like(tensor, dtype=torch.float32)

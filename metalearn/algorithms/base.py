@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -142,12 +142,13 @@ class ScratchCopy:
             self._copy = copy.deepcopy(model)
             self._source_id = id(model)
         else:
-            with torch.no_grad():
-                for dst, src in zip(self._copy.parameters(), model.parameters()):
-                    dst.copy_(src)
-                for dst_buffer, src_buffer in zip(self._copy.buffers(), model.buffers()):
-                    dst_buffer.copy_(src_buffer)
-        for dst_module, src_module in zip(self._copy.modules(), model.modules()):  # frozen BatchNorm stays so
+            with torch.no_grad():  # one fused copy for all parameters and buffers
+                torch._foreach_copy_(
+                    [*self._copy.parameters(), *self._copy.buffers()], [*model.parameters(), *model.buffers()]
+                )
+        for dst_module, src_module in zip(
+            self._copy.modules(), model.modules()
+        ):  # per layer: frozen BatchNorm stays so
             dst_module.training = src_module.training
         for param in self._copy.parameters():
             param.grad = None
@@ -169,6 +170,10 @@ class MetaAlgorithm(ABC):
     def meta_gradient(self, model: nn.Module, task: Task, loss_fn: LossFn) -> dict[str, Tensor]:
         """The task's meta-gradient, keyed by parameter name; the model is left unchanged."""
         return self.meta_step(model, task, loss_fn).gradient
+
+    def meta_steps(self, model: nn.Module, tasks: Sequence[Task], loss_fn: LossFn) -> list[MetaResult]:
+        """`meta_step` for each task, in order; an algorithm may override it to batch tasks together."""
+        return [self.meta_step(model, task, loss_fn) for task in tasks]
 
     @abstractmethod
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
@@ -204,10 +209,13 @@ class MetaAlgorithm(ABC):
 
 
 def hyper_parameter_names(algorithm: type[MetaAlgorithm]) -> list[str]:
-    """The constructor arguments of an algorithm class: its dataclass fields (none for a plain class)."""
+    """The constructor arguments of an algorithm class that `config()` records: its dataclass fields, less
+    those marked `metadata={"config": False}` (machinery, not maths); none for a plain class."""
     if not dataclasses.is_dataclass(algorithm):
         return []
-    return [spec.name for spec in dataclasses.fields(algorithm) if spec.init]
+    return [
+        spec.name for spec in dataclasses.fields(algorithm) if spec.init and spec.metadata.get("config", True)
+    ]
 
 
 def first_order_adapt(

@@ -1,12 +1,14 @@
-"""MAML (Finn et al., 2017) through the `higher` package: exact second-order meta-gradients, or FOMAML."""
+"""MAML (Finn et al., 2017): exact second-order meta-gradients, or FOMAML, through `torch.func` or `higher`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import higher
 from torch import nn
 
+from metalearn.algorithms import functional_maml
 from metalearn.algorithms.base import (
     LossFn,
     MetaAlgorithm,
@@ -24,13 +26,17 @@ from metalearn.algorithms.base import (
 from metalearn.algorithms.registry import register_algorithm
 from metalearn.task import Task, TaskData
 
+BACKENDS = ("func", "higher")
+"""How MAML differentiates its inner loop: `torch.func` (default, measured faster in
+benchmarks/meta_iteration.py) or the `higher` package; both are held to the same parity tests."""
+
 
 @register_algorithm("maml")
 @dataclass(eq=False)
 class MAML(MetaAlgorithm):
     """MAML (Finn et al., 2017, "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks",
     https://arxiv.org/abs/1703.03400): differentiate the query loss through `inner_steps` differentiable
-    optimizer steps on the support set (exact second-order meta-gradient, through `higher`).
+    optimizer steps on the support set (exact second-order meta-gradient, through `torch.func` or `higher`).
 
     Arguments:
     - `inner_lr`: the inner (adaptation) learning rate.
@@ -39,6 +45,9 @@ class MAML(MetaAlgorithm):
       adapted weights.
     - `inner_optimizer`: `"sgd"` or `"adam"` (higher's differentiable Adam).
     - `betas`: the inner Adam's betas (with `inner_optimizer="adam"`).
+    - `backend`: the machinery, not the maths (see `BACKENDS`): `"func"` batches tasks with `vmap` when
+      they allow it (`functional_maml.can_batch`), else runs `functional_call` task by task; `"higher"`
+      uses the `higher` package. Not part of `config()`: a run may resume on either backend.
 
     Example:
 
@@ -52,13 +61,28 @@ class MAML(MetaAlgorithm):
     first_order: bool = False
     inner_optimizer: str = "sgd"
     betas: tuple[float, float] = (0.9, 0.999)
+    backend: str = field(default="func", metadata={"config": False})
 
     def __post_init__(self) -> None:
         check_inner_steps(self.inner_steps, type(self).__name__)
         check_optimizer_name(self.inner_optimizer)
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown MAML backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
         self.betas = as_betas(self.betas)
 
+    def _inner_loop(self) -> functional_maml.InnerLoop:
+        return functional_maml.InnerLoop(
+            self.inner_lr, self.inner_steps, self.inner_optimizer, self.betas, first_order=self.first_order
+        )
+
+    def meta_steps(self, model: nn.Module, tasks: Sequence[Task], loss_fn: LossFn) -> list[MetaResult]:
+        if self.backend == "func" and functional_maml.can_batch(model, tasks):
+            return functional_maml.batched_meta_steps(model, tasks, loss_fn, self._inner_loop())
+        return [self.meta_step(model, task, loss_fn) for task in tasks]
+
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
+        if self.backend == "func":
+            return functional_maml.task_meta_step(model, task, loss_fn, self._inner_loop())
         device = model_device(model)
         params = named_trainable(model)
         opt = make_optimizer(self.inner_optimizer, [p for _, p in params], self.inner_lr, self.betas)

@@ -11,6 +11,7 @@ from torch import nn
 from metalearn import MAML, DivergedError, MetaTrainer, TrainerConfig
 from metalearn.checkpoint import first_nonfinite, load_state
 from metalearn.examples.sinusoid import SinusoidSampler
+from metalearn.task import Task
 from metalearn.trainer import CHECKPOINT_FILE, MODEL_FILE
 
 
@@ -49,16 +50,21 @@ def test_non_finite_weights_after_the_step(tmp_path: Path) -> None:
     assert not (tmp_path / CHECKPOINT_FILE).exists() and not (tmp_path / MODEL_FILE).exists()
 
 
-def test_nan_loss_names_the_task() -> None:
-    calls = []
+class NanQuerySampler(SinusoidSampler):
+    """Sinusoid tasks whose second task has a NaN query target: that task's query loss is NaN."""
 
-    def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        calls.append(1)
-        loss = torch.nn.functional.mse_loss(pred.reshape(target.shape), target)
-        return loss * float("nan") if len(calls) > 2 else loss  # task 2's query loss is NaN
+    def sample(self, n: int, generator: torch.Generator) -> list[Task]:
+        tasks = super().sample(n, generator)
+        x, y = tasks[1].query  # type: ignore[misc]
+        tasks[1] = Task(support=tasks[1].support, query=(x, torch.full_like(y, float("nan"))))
+        return tasks
 
+
+@pytest.mark.parametrize("backend", ["func", "higher"])  # func batches the two tasks with vmap
+def test_nan_loss_names_the_task(backend: str) -> None:
     trainer = tiny_trainer(outer_lr=1e-3)
-    trainer.loss_fn = loss_fn
+    trainer.algorithm = MAML(inner_lr=0.01, inner_steps=1, backend=backend)
+    trainer.sampler = NanQuerySampler(3, 3)
     with pytest.raises(DivergedError, match=r"iteration 1, task 2 of 2: non-finite loss") as caught:
         trainer.step()
     assert caught.value.task == 2 and trainer.iteration == 0

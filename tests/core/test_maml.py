@@ -10,6 +10,7 @@ from torch import nn
 from torch.func import functional_call
 
 from metalearn.algorithms import FOMAML, MAML
+from metalearn.algorithms.maml import BACKENDS
 from metalearn.task import Task
 
 ALPHA = 0.3
@@ -84,10 +85,12 @@ def flat_gradient(model: nn.Module, gradient: dict[str, torch.Tensor]) -> torch.
     return torch.cat([gradient[n].reshape(-1) for n, _ in model.named_parameters()])
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("steps", [1, 2])
-def test_maml_matches_finite_differences(steps: int) -> None:
+def test_maml_matches_finite_differences(steps: int, backend: str) -> None:
     model, task = tanh_mlp(), make_task()
-    got = flat_gradient(model, MAML(inner_lr=ALPHA, inner_steps=steps).meta_gradient(model, task, mse))
+    maml = MAML(inner_lr=ALPHA, inner_steps=steps, backend=backend)
+    got = flat_gradient(model, maml.meta_gradient(model, task, mse))
     expected = finite_difference_gradient(model, task, steps)
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-8)
 
@@ -111,36 +114,46 @@ def test_maml_linear_model_matches_finite_differences(steps: int) -> None:
     torch.testing.assert_close(got, finite_difference_gradient(model, task, steps), rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("steps", [1, 2])
-def test_fomaml_is_query_gradient_at_adapted_weights(steps: int) -> None:
+def test_fomaml_is_query_gradient_at_adapted_weights(steps: int, backend: str) -> None:
     model, task = tanh_mlp(), make_task()
-    got = flat_gradient(model, FOMAML(inner_lr=ALPHA, inner_steps=steps).meta_gradient(model, task, mse))
+    fomaml = FOMAML(inner_lr=ALPHA, inner_steps=steps, backend=backend)
+    got = flat_gradient(model, fomaml.meta_gradient(model, task, mse))
     phi = adapted_weights(model, flat_params(model), task, steps)
     xq, yq = task.query
     expected = torch.autograd.grad(mse(functional_call(model, phi, (xq,)), yq), list(phi.values()))
     torch.testing.assert_close(got, torch.cat([g.reshape(-1) for g in expected]), rtol=1e-10, atol=1e-12)
 
 
-def test_second_order_differs_from_first_order_on_nonlinear_model() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_second_order_differs_from_first_order_on_nonlinear_model(backend: str) -> None:
     model, task = tanh_mlp(), make_task()
-    second = flat_gradient(model, MAML(inner_lr=ALPHA, inner_steps=1).meta_gradient(model, task, mse))
+    second = flat_gradient(
+        model, MAML(inner_lr=ALPHA, inner_steps=1, backend=backend).meta_gradient(model, task, mse)
+    )
     first = flat_gradient(
-        model, MAML(inner_lr=ALPHA, inner_steps=1, first_order=True).meta_gradient(model, task, mse)
+        model,
+        MAML(inner_lr=ALPHA, inner_steps=1, first_order=True, backend=backend).meta_gradient(
+            model, task, mse
+        ),
     )
     # a silently first-order MAML would make these equal; the Hessian term here is sizeable
     assert (second - first).norm() > 1e-3 * second.norm()
     assert (second - first).norm() > 1e-4
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("steps", [1, 2])
 @pytest.mark.parametrize("first_order", [False, True])
-def test_maml_matches_learn2learn(steps: int, first_order: bool) -> None:
+def test_maml_matches_learn2learn(steps: int, first_order: bool, backend: str) -> None:
     pytest.importorskip("learn2learn")
     from metalearn.algorithms.l2l import L2LMAML, import_learn2learn
 
     l2l = import_learn2learn()
     model, task = tanh_mlp(), make_task()
-    ours = MAML(inner_lr=ALPHA, inner_steps=steps, first_order=first_order).meta_gradient(model, task, mse)
+    maml = MAML(inner_lr=ALPHA, inner_steps=steps, first_order=first_order, backend=backend)
+    ours = maml.meta_gradient(model, task, mse)
     wrapped = L2LMAML(inner_lr=ALPHA, inner_steps=steps, first_order=first_order).meta_gradient(
         model, task, mse
     )
