@@ -91,8 +91,11 @@ def claim_run_dir(directory: str | Path, own: Collection[str], resume: bool, ove
 
     `own` names the files and folders a run writes there. A folder that holds anything is refused unless
     the run resumes it or overwrites it; files not in `own` are never deleted (and refuse an overwrite).
+    Temporary files of writes a killed run left half-done are deleted first, whatever the mode: the caller
+    holds the folder's lock, so no live write owns them.
     """
     directory = Path(directory)
+    remove_stale_temps(directory)
     entries = run_entries(directory)
     if resume or not entries:
         return
@@ -117,6 +120,20 @@ def claim_run_dir(directory: str | Path, own: Collection[str], resume: bool, ove
             shutil.rmtree(path)
         else:
             path.unlink()
+
+
+def remove_stale_temps(directory: str | Path) -> list[str]:
+    """Delete the `.NAME.*.tmp` files that atomic writes killed mid-way left in `directory`; their names.
+
+    Only call it while holding the folder's lock (`lock_run_dir`): a live run's temp files are in use.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = sorted(p.name for p in directory.iterdir() if _is_temp(p.name) and p.is_file())
+    for name in stale:
+        (directory / name).unlink(missing_ok=True)
+    return stale
 
 
 def _is_temp(name: str) -> bool:
