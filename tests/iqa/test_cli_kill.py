@@ -50,72 +50,74 @@ def assert_same_prior(a: Path, b: Path) -> None:
     assert all(torch.equal(first[k], second[k]) for k in first), "resumed prior differs from a straight run"
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_killed_inside_a_write_then_resumed_is_exact(
-    algorithm: str, kadid_root: Path, tmp_path: Path
-) -> None:
-    # the periodic checkpoints' writes, then the final checkpoint's, prior.pt and prior.json: kill in one
+def kill_inside_a_write(root: Path, out: Path, algorithm: str, env: dict[str, str]) -> int:
+    """Run `iqa train` in a subprocess that SIGKILLs itself inside a seeded one of its durable writes: the
+    periodic checkpoints' (three files each), the final checkpoint's, `prior.pt`'s or `prior.json`'s."""
     nth = random.Random(f"kill {algorithm}").randint(1, (ITERATIONS + 1) * WRITES_PER_CHECKPOINT + 2)
-    out = tmp_path / "run"
-    args = command(kadid_root, out, ITERATIONS, "--algorithm", algorithm, "--checkpoint-every", "1")[1:]
+    args = command(root, out, ITERATIONS, "--algorithm", algorithm, "--checkpoint-every", "1")[3:]
     killed = subprocess.run(
-        [sys.executable, str(KILL_IN_WRITE), str(nth), *args[2:]],
-        env=environment(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [sys.executable, str(KILL_IN_WRITE), str(nth), *args], env=env, capture_output=True, text=True
     )
     assert killed.returncode == -signal.SIGKILL, (nth, killed.stderr)
     assert temp_files(out), "the kill inside a write left no temporary file"
-    assert not (out / "prior.json").exists()
-
-    every = ["--algorithm", algorithm, "--checkpoint-every", "1"]
-    train_here(kadid_root, out, ITERATIONS, *every, "--resume")
-    assert temp_files(out) == [], "the resumed run left the killed write's temporary file"
-    train_here(kadid_root, tmp_path / "straight", ITERATIONS, *every)
-    assert_same_prior(out, tmp_path / "straight")
+    return ITERATIONS
 
 
-def test_killed_at_random_moments_again_and_again_then_resumed_is_exact(
-    kadid_root: Path, tmp_path: Path
-) -> None:
-    """Three SIGKILLs at seeded random moments after training has started, each run resuming the last."""
-    rng = random.Random("random kills")
-    env = environment(tmp_path)
-    out = tmp_path / "run"
+def kill_at_a_random_moment(root: Path, out: Path, algorithm: str, env: dict[str, str]) -> int:
+    """Run `iqa train` in a subprocess and SIGKILL it at a seeded moment after its first logged row: mid
+    step, mid log row or mid checkpoint. Returns a budget a little past the checkpoint it left."""
     metrics = out / "checkpoint" / "metrics.csv"
-    done = []
-    for attempt in range(3):
-        extra = ["--checkpoint-every", "3"] + (["--resume"] if attempt else [])
-        rows_before = len(metrics.read_text().splitlines()) if metrics.is_file() else 0
-        proc = subprocess.Popen(
-            command(kadid_root, out, 100_000, *extra),
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 120
-        while not (metrics.is_file() and len(metrics.read_text().splitlines()) > max(rows_before, 1)):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "training never logged a row"
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.4))  # a seeded moment: mid-step, mid-log or mid-checkpoint
-        proc.kill()
-        proc.communicate(timeout=60)
-        assert proc.returncode == -signal.SIGKILL
-        checkpoint = out / "checkpoint" / "checkpoint.pt"
-        done.append(torch.load(checkpoint, weights_only=True)["iteration"] if checkpoint.is_file() else 0)
-    assert done == sorted(done), done  # a killed run never loses what an earlier one saved
+    proc = subprocess.Popen(
+        command(root, out, 100_000, "--algorithm", algorithm, "--checkpoint-every", "2"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) > 1):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "training never logged a row"
+        time.sleep(0.01)
+    time.sleep(random.Random(f"moment {algorithm}").uniform(0.0, 0.5))
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    checkpoint = out / "checkpoint" / "checkpoint.pt"
+    done = torch.load(checkpoint, weights_only=True)["iteration"] if checkpoint.is_file() else 0
+    return done + 3
 
-    total = max(done) + 3
-    fast = ["--checkpoint-every", "3"]
-    train_here(kadid_root, out, total, *fast, "--resume")
-    assert temp_files(out) == []
-    iterations = [int(line.split(",")[0]) for line in metrics.read_text().splitlines()[1:]]
-    assert iterations == list(range(1, total + 1)), "metrics.csv lost, repeated or tore a row"
-    train_here(kadid_root, tmp_path / "straight", total, *fast)
+
+KILLS = {
+    "metaiqa": kill_inside_a_write,
+    "maml": kill_at_a_random_moment,
+    "fomaml": kill_inside_a_write,
+    "reptile": kill_at_a_random_moment,
+    "baseline": kill_inside_a_write,
+    "pooled-baseline": kill_at_a_random_moment,
+}
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_killed_then_resumed_is_exact(algorithm: str, kadid_root: Path, tmp_path: Path) -> None:
+    """SIGKILL inside a write or at a random moment (half the algorithms each), then `--resume`: the prior
+    equals a straight run's bit for bit, the metrics hold each iteration once, no temporary file is left."""
+    out = tmp_path / "run"
+    total = KILLS[algorithm](kadid_root, out, algorithm, environment(tmp_path))
+    assert not (out / "prior.json").exists() or (out / "prior.pt").exists()
+
+    every = ["--algorithm", algorithm, "--checkpoint-every", "2"]
+    train_here(kadid_root, out, total, *every, "--resume")
+    assert temp_files(out) == [], "the resumed run left a killed write's temporary file"
+    logged = (out / "checkpoint" / "metrics.csv").read_text().splitlines()[1:]
+    assert [int(row.split(",")[0]) for row in logged] == list(range(1, total + 1)), (
+        "metrics lost or tore a row"
+    )
+    train_here(kadid_root, tmp_path / "straight", total, *every)
     assert_same_prior(out, tmp_path / "straight")
+
+
+assert set(KILLS) == set(ALGORITHMS)
 
 
 def test_sigint_saves_a_checkpoint_exits_130_and_resume_finishes_exactly(
