@@ -49,7 +49,8 @@ class ResumeMismatchError(RunFolderError):
 def lock_run_dir(directory: str | Path) -> Iterator[Path]:
     """Hold an exclusive `flock` on `<directory>/.lock` (creating the folder) until the block ends.
 
-    The kernel drops the lock when its holder dies, so a killed run never blocks the next one. The lock
+    The kernel drops the lock when its holder dies, so a killed run never blocks the next one; the
+    temporary files its killed writes left in the folder are deleted once the lock is held. The lock
     file stays behind (deleting it would let a waiting process lock a file nobody else sees).
     """
     directory = Path(directory)
@@ -67,6 +68,7 @@ def lock_run_dir(directory: str | Path) -> Iterator[Path]:
         fh.truncate()
         fh.write(f"{os.getpid()}\n")  # who holds it, for a person looking
         fh.flush()
+        remove_stale_temps(directory)  # the folder is ours: temp files in it belong to killed writers
         try:
             yield directory
         finally:

@@ -781,7 +781,7 @@ def lodo(
     "prior_path",
     type=click.Path(),
     default=None,
-    help="Use this prior instead of training one (its algorithm and init come from the prior.json beside it).",
+    help="Use this prior instead of training one (its algorithm and init come from the record inside it).",
 )
 @click.option(
     "--prior-dataset", "prior_datasets", multiple=True, help="Databases to meta-train on [synthetic]."

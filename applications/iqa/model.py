@@ -357,7 +357,10 @@ def load_model(
 
 
 def read_run_info(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The `run` record `save_model` stored in a model file, or None (older files, fine-tuned models)."""
+    """The `run` record `save_model` stored in a model file, or None (no such file, older files, fine-tuned
+    models)."""
+    if not Path(path).is_file():
+        return None
     try:
         payload = torch.load(Path(path), map_location="cpu", weights_only=True)
         info = json.loads(payload["run"]) if isinstance(payload, Mapping) and "run" in payload else None
