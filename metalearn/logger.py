@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
+
+from metalearn.checkpoint import atomic_write_bytes
 
 METRICS_FILE = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"
@@ -31,20 +34,32 @@ class MetricsLogger:
                 self._writer = None
 
     def truncate_after(self, iteration: int) -> None:
-        """Drop rows logged after `iteration` (a resumed run re-logs them)."""
+        """Drop rows logged after `iteration` (a resumed run re-logs them), and a torn last row.
+
+        A run killed while appending leaves a partial row: a row missing fields, or whose iteration does
+        not follow the one before (a cut-off number), ends what is kept. Rewritten atomically.
+        """
         if not self.csv_path.is_file():
             return
         with self.csv_path.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        kept = [r for r in rows if int(r["iteration"]) <= iteration]
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            fields = reader.fieldnames
+        kept: list[dict[str, str]] = []
+        for row in rows:
+            number = _iteration(row, fields)
+            if number is None or number > iteration or (kept and number <= int(kept[-1]["iteration"])):
+                break
+            kept.append(row)
         if not kept:
             self.csv_path.unlink()
             self._fields = None
             return
-        with self.csv_path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(kept[0]))
-            writer.writeheader()
-            writer.writerows(kept)
+        table = io.StringIO(newline="")
+        writer = csv.DictWriter(table, fieldnames=list(kept[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+        atomic_write_bytes(self.csv_path, lambda fh: fh.write(table.getvalue().encode()))
 
     def log(self, row: dict[str, Any]) -> None:
         if self._fields is None:
@@ -62,6 +77,16 @@ class MetricsLogger:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+
+
+def _iteration(row: dict[str | None, Any], fields: Any) -> int | None:
+    """A row's iteration, or None for a torn row (missing or extra fields, or no integer iteration)."""
+    if None in row or any(row.get(name) is None for name in fields or ()):
+        return None
+    try:
+        return int(row["iteration"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def read_metrics(log_dir: str | Path) -> list[dict[str, float]]:

@@ -49,7 +49,8 @@ class ResumeMismatchError(RunFolderError):
 def lock_run_dir(directory: str | Path) -> Iterator[Path]:
     """Hold an exclusive `flock` on `<directory>/.lock` (creating the folder) until the block ends.
 
-    The kernel drops the lock when its holder dies, so a killed run never blocks the next one. The lock
+    The kernel drops the lock when its holder dies, so a killed run never blocks the next one; the
+    temporary files its killed writes left in the folder are deleted once the lock is held. The lock
     file stays behind (deleting it would let a waiting process lock a file nobody else sees).
     """
     directory = Path(directory)
@@ -67,6 +68,7 @@ def lock_run_dir(directory: str | Path) -> Iterator[Path]:
         fh.truncate()
         fh.write(f"{os.getpid()}\n")  # who holds it, for a person looking
         fh.flush()
+        remove_stale_temps(directory)  # the folder is ours: temp files in it belong to killed writers
         try:
             yield directory
         finally:
@@ -91,8 +93,11 @@ def claim_run_dir(directory: str | Path, own: Collection[str], resume: bool, ove
 
     `own` names the files and folders a run writes there. A folder that holds anything is refused unless
     the run resumes it or overwrites it; files not in `own` are never deleted (and refuse an overwrite).
+    Temporary files of writes a killed run left half-done are deleted first, whatever the mode: the caller
+    holds the folder's lock, so no live write owns them.
     """
     directory = Path(directory)
+    remove_stale_temps(directory)
     entries = run_entries(directory)
     if resume or not entries:
         return
@@ -117,6 +122,20 @@ def claim_run_dir(directory: str | Path, own: Collection[str], resume: bool, ove
             shutil.rmtree(path)
         else:
             path.unlink()
+
+
+def remove_stale_temps(directory: str | Path) -> list[str]:
+    """Delete the `.NAME.*.tmp` files that atomic writes killed mid-way left in `directory`; their names.
+
+    Only call it while holding the folder's lock (`lock_run_dir`): a live run's temp files are in use.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = sorted(p.name for p in directory.iterdir() if _is_temp(p.name) and p.is_file())
+    for name in stale:
+        (directory / name).unlink(missing_ok=True)
+    return stale
 
 
 def _is_temp(name: str) -> bool:

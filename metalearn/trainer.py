@@ -23,7 +23,7 @@ from metalearn.algorithms.base import LossFn, MetaResult, algorithm_key, freeze_
 from metalearn.checkpoint import first_nonfinite, load_json, load_state, save_json, save_state
 from metalearn.distributed import all_reduce_sum, broadcast_module, rank_and_world
 from metalearn.logger import METRICS_FILE, TENSORBOARD_DIR, MetricsLogger
-from metalearn.runs import ResumeMismatchError, claim_run_dir, lock_run_dir, settings_diff
+from metalearn.runs import ResumeMismatchError, RunFolderError, claim_run_dir, lock_run_dir, settings_diff
 from metalearn.sampler import TaskSampler
 from metalearn.task import Task, TaskData
 
@@ -34,6 +34,8 @@ MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
 RUN_FILES = (CHECKPOINT_FILE, MODEL_FILE, CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR)
 """What a run writes into its checkpoint (and log) folder: what `overwrite=True` may delete."""
+CHECKPOINT_KEYS = ("iteration", "model", "optimizer", "scheduler", "generator", "algorithm")
+"""What `load_checkpoint` needs in `checkpoint.pt` (`rng` and `sampler` are optional: older checkpoints)."""
 NON_MATHS_FIELDS = ("progress", "checkpoint_every")
 """`TrainerConfig` fields a resumed run may change: they do not change the weights."""
 
@@ -410,6 +412,7 @@ class MetaTrainer:
                 locks.enter_context(lock_run_dir(folder))
                 continuing = resume or (not overwrite and folder.resolve() in self._run_dirs)
                 claim_run_dir(folder, RUN_FILES, resume=continuing, overwrite=overwrite)
+                _refuse_folders_in_the_way(folder)
             if resume and checkpoint_dir is not None and (Path(checkpoint_dir) / CHECKPOINT_FILE).is_file():
                 self.load_checkpoint(checkpoint_dir)
                 if self.iteration > iterations:
@@ -581,8 +584,8 @@ class MetaTrainer:
                 self.iteration,
             )
         directory = Path(directory)
-        save_state(self.state_dict(), directory / CHECKPOINT_FILE)
-        save_state(self.model.state_dict(), directory / MODEL_FILE)
+        # config.json first and checkpoint.pt next: a kill between two writes never leaves a checkpoint
+        # whose config is missing (only the settings, identical all run long, are read back from it).
         save_json(
             {
                 "iteration": self.iteration,
@@ -593,6 +596,8 @@ class MetaTrainer:
             },
             directory / CONFIG_FILE,
         )
+        save_state(self.state_dict(), directory / CHECKPOINT_FILE)
+        save_state(self.model.state_dict(), directory / MODEL_FILE)
         self.saved_iteration = self.iteration
         self._run_dirs.add(directory.resolve())
         return directory
@@ -601,18 +606,28 @@ class MetaTrainer:
         """Restore the training state saved in `directory`, after checking it was trained like this run.
         A checkpoint with a NaN or an infinity in its weights is a ValueError."""
         directory = Path(directory)
-        stored = load_json(directory / CONFIG_FILE)  # fail early on a damaged config
+        config = directory / CONFIG_FILE
+        stored = load_json(config)  # fail early on a damaged config
+        if not isinstance(stored, dict) or not isinstance(stored.get("settings", {}), dict):
+            raise ValueError(f"{config}: not a metalearn checkpoint config (expected a JSON object)")
         if "settings" in stored:  # older checkpoints did not record them
             self.check_settings(stored["settings"], directory)
         path = directory / CHECKPOINT_FILE
         state = load_state(path, map_location=self.device)
-        name = first_nonfinite({"model": state.get("model", {}), "algorithm": state.get("algorithm", {})})
+        missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
+        if missing:
+            raise ValueError(f"{path}: not a metalearn training checkpoint (no {', '.join(missing)})")
+        name = first_nonfinite({"model": state["model"], "algorithm": state["algorithm"]})
         if name is not None:
             raise ValueError(f"{path}: non-finite weights in {name} (saved by a diverged run?)")
         try:
             self.load_state_dict(state)
         except ResumeMismatchError as exc:
             raise ResumeMismatchError(f"{directory}: {exc}", directory) from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
+            # a damaged or hand-edited dictionary: name the file, not PyTorch's internals
+            reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            raise ValueError(f"{path}: malformed checkpoint ({exc.__class__.__name__}: {reason})") from None
         self.saved_iteration = self.iteration
         self._run_dirs.add(directory.resolve())
 
@@ -624,6 +639,15 @@ def _restore_rng(rng: Mapping[str, Any]) -> None:
     cuda = rng.get("cuda")
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+
+
+def _refuse_folders_in_the_way(directory: Path) -> None:
+    """A folder where a run writes one of its files would fail the first save, or be mistaken for no
+    checkpoint on resume (so the run would silently start over): refuse it before training."""
+    for name in RUN_FILES:
+        path = directory / name
+        if name != TENSORBOARD_DIR and path.is_dir():
+            raise RunFolderError(f"{path}: is a folder, where the run writes its {name}", directory)
 
 
 def _distinct_folders(*folders: str | Path | None) -> list[Path]:

@@ -78,7 +78,8 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except INPUT_ERRORS as exc:
             raise CLIError(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__) from None
         except OSError as exc:  # a folder that vanished or went read-only mid-run, a full disk ...
-            raise CLIError(f"{exc.filename or 'output'}: {exc.strerror or exc}") from None
+            # a rename's target (filename2), not the temporary file the atomic write renames from
+            raise CLIError(f"{exc.filename2 or exc.filename or 'output'}: {exc.strerror or exc}") from None
 
     return wrapper
 
@@ -238,7 +239,7 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--weights",
-            type=click.Path(dir_okay=False),
+            type=click.Path(),
             default=None,
             help="A resnet18 state_dict file to start the backbone from.",
         ),
@@ -468,7 +469,7 @@ def iqa() -> None:
 @iqa.command()
 @dataset_option
 @root_option
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="CSV file to write.")
+@click.option("--out", type=click.Path(), default=None, help="CSV file to write.")
 @click.option(
     "--check",
     is_flag=True,
@@ -512,13 +513,18 @@ def _check_images(records: list[IQARecord]) -> None:
 )
 @click.option("--exclude-types", default=None, help="Comma-separated distortion types to leave out.")
 @prior_options
-@click.option(
-    "--out", type=click.Path(file_okay=False), default=None, help="Run folder [outputs/prior-ALGO]."
-)
+@click.option("--out", type=click.Path(), default=None, help="Run folder [outputs/prior-ALGO].")
 @click.option(
     "--resume",
     is_flag=True,
     help="Continue from the run folder's last checkpoint (same settings; the budget may only grow).",
+)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(1),
+    default=25,
+    show_default=True,
+    help="Save a resumable checkpoint every N iterations (also at the end and on SIGINT/SIGTERM).",
 )
 @overwrite_option
 @friendly_errors
@@ -528,6 +534,7 @@ def train(
     exclude_types: str | None,
     out: str | None,
     resume: bool,
+    checkpoint_every: int,
     overwrite: bool,
     **kw: Any,
 ) -> None:
@@ -542,7 +549,9 @@ def train(
     )
     excluded = set(_parse_types(exclude_types, "--exclude-types"))
     records = [r for r in _load_many(datasets, roots) if r.distortion not in excluded]
-    train_prior(config, records, out_dir, resume=resume, overwrite=overwrite)
+    train_prior(
+        config, records, out_dir, resume=resume, overwrite=overwrite, checkpoint_every=checkpoint_every
+    )
     summary = json.loads((out_dir / SUMMARY_FILE).read_text())
     click.echo(
         f"{summary['iterations']} iterations, {summary['passes']} forward+backward passes of {config.task.batch_size} "
@@ -568,9 +577,7 @@ def train(
 )
 @click.option("--batch-size", type=click.IntRange(2), default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--out", type=click.Path(dir_okay=False), required=True, help="Where to save the fine-tuned model."
-)
+@click.option("--out", type=click.Path(), required=True, help="Where to save the fine-tuned model.")
 @friendly_errors
 def finetune(
     checkpoint: str,
@@ -602,7 +609,7 @@ def finetune(
 @root_option
 @click.option("--checkpoint", type=click.Path(), default=None, help="Model file [newest prior in outputs/].")
 @view_options
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None)
+@click.option("--json", "json_out", type=click.Path(), default=None)
 @friendly_errors
 def evaluate(
     dataset: str,
@@ -658,12 +665,10 @@ def _collect_images(inputs: tuple[str, ...]) -> list[Path]:
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--checkpoint", type=click.Path(), default=None, help="Model file [newest prior in outputs/].")
 @view_options
-@click.option(
-    "--csv", "csv_out", type=click.Path(dir_okay=False), default=None, help="Write path,score here."
-)
+@click.option("--csv", "csv_out", type=click.Path(), default=None, help="Write path,score here.")
 @click.option(
     "--saliency",
-    type=click.Path(file_okay=False),
+    type=click.Path(),
     default=None,
     help="Write a gradient map (d score / d pixel) per image into this folder.",
 )
@@ -746,7 +751,7 @@ def _write_saliency(model: Any, images: list[Path], folder: Path, config: EvalCo
 @prior_options
 @finetune_options
 @view_options
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="[outputs/lodo-DATASET-ALGO]")
+@click.option("--out", type=click.Path(), default=None, help="[outputs/lodo-DATASET-ALGO]")
 @click.option("--resume", is_flag=True, help="Continue the folds' runs (same settings).")
 @overwrite_option
 @friendly_errors
@@ -795,7 +800,7 @@ def lodo(
     "prior_path",
     type=click.Path(),
     default=None,
-    help="Use this prior instead of training one (its algorithm and init come from the prior.json beside it).",
+    help="Use this prior instead of training one (its algorithm and init come from the record inside it).",
 )
 @click.option(
     "--prior-dataset", "prior_datasets", multiple=True, help="Databases to meta-train on [synthetic]."
@@ -813,7 +818,7 @@ def lodo(
 @finetune_options
 @prior_options
 @view_options
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="[outputs/cross-TARGET-ALGO]")
+@click.option("--out", type=click.Path(), default=None, help="[outputs/cross-TARGET-ALGO]")
 @click.option("--resume", is_flag=True, help="Continue the prior's run (same settings).")
 @overwrite_option
 @friendly_errors
@@ -868,7 +873,7 @@ def cross(
 
 
 @iqa.command()
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="[outputs/demo]")
+@click.option("--out", type=click.Path(), default=None, help="[outputs/demo]")
 @click.option(
     "--seeds", default="0,1", show_default=True, help="Comma-separated seeds (content split, init, sampling)."
 )

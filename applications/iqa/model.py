@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -96,6 +97,17 @@ class ModelConfig:
         if not self.pretrained:
             raise ValueError("pretrained must be 'none', 'imagenet' or a path to a resnet18 state_dict")
 
+    @property
+    def batchnorm(self) -> bool:
+        """Whether the network has BatchNorm layers (resnet18 and the authors' head; small with norm=batch)."""
+        return self.backbone == "resnet18" or self.norm == "batch"
+
+    def describe(self) -> str:
+        """The network in a few words, for messages."""
+        if self.backbone == "small":
+            return f"the small backbone (norm={self.norm})"
+        return f"resnet18 with the {self.head} head"
+
     def to_json(self) -> str:
         """Serialise to a JSON string (stored next to the weights in checkpoints)."""
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -104,8 +116,14 @@ class ModelConfig:
     def from_json(cls, text: str) -> ModelConfig:
         """Parse a config written by `to_json`, ignoring unknown keys from newer versions."""
         data = json.loads(text)
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for key, value in data.items():  # a hand-edited or damaged file: say which field is wrong
+            expected = type(getattr(cls, key)) if key in fields else object
+            if not isinstance(value, (int, float) if expected is float else expected):
+                raise ValueError(f"{key} must be {expected.__name__}, got {value!r}")
+        return cls(**{k: v for k, v in data.items() if k in fields})
 
 
 def _paper_head(hidden: int, features: int = _RESNET18_FEATURES) -> nn.Sequential:
@@ -275,9 +293,13 @@ def build_model(config: ModelConfig | None = None) -> IQANet:
     return model
 
 
-def save_model(model: IQANet, config: ModelConfig, path: str | os.PathLike[str]) -> Path:
+def save_model(
+    model: IQANet, config: ModelConfig, path: str | os.PathLike[str], run: Mapping[str, Any] | None = None
+) -> Path:
     """Write tensors + JSON config to ``path`` atomically; the file loads with ``weights_only=True``.
 
+    `run` (JSON-serialisable: how the weights were trained) is stored in the file as a JSON string, so a
+    model file says everything about itself without a side file (`read_run_info`).
     Weights holding a NaN or an infinity (a diverged run) raise `WeightsError` and nothing is written.
     """
     path = Path(path)
@@ -290,6 +312,8 @@ def save_model(model: IQANet, config: ModelConfig, path: str | os.PathLike[str])
         "config": config.to_json(),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
     }
+    if run is not None:
+        payload["run"] = json.dumps(run, sort_keys=True, default=str)
     atomic_write_bytes(path, lambda fh: torch.save(payload, fh))
     return path
 
@@ -299,25 +323,47 @@ def load_model(
 ) -> tuple[IQANet, ModelConfig]:
     """Rebuild an `IQANet` saved by `save_model` (no pretrained download; weights come from the file)."""
     path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"{path}: is a folder, not a model checkpoint file")
     if not path.is_file():
         raise WeightsError(f"model checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise WeightsError(f"could not read model checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise WeightsError(f"could not read model checkpoint {path}: {type(exc).__name__}: {first}") from None
     if not isinstance(payload, Mapping) or payload.get("format") != CHECKPOINT_FORMAT:
         raise WeightsError(
             f"{path} is not a metalearn_iqa model checkpoint (expected format {CHECKPOINT_FORMAT})"
         )
     state = payload.get("state_dict")
-    bad = first_nonfinite(state) if isinstance(state, Mapping) else None
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise WeightsError(f"{path}: malformed model checkpoint (state_dict is not a dict of tensors)")
+    bad = first_nonfinite(state)
     if bad is not None:
         raise WeightsError(f"{path}: non-finite weights in {bad} (saved by a diverged run?)")
-    config = ModelConfig.from_json(payload["config"])
+    try:
+        config = ModelConfig.from_json(payload["config"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise WeightsError(f"{path}: malformed model checkpoint (config: {reason})") from None
     model = IQANet(config)
     try:
-        model.load_state_dict(payload["state_dict"], strict=True)
+        model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
-        raise WeightsError(f"{path}: weights do not match the saved config: {first}") from exc
+        raise WeightsError(f"{path}: weights do not match the saved config: {first}") from None
     return model, config
+
+
+def read_run_info(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The `run` record `save_model` stored in a model file, or None (no such file, older files, fine-tuned
+    models)."""
+    if not Path(path).is_file():
+        return None
+    try:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+        info = json.loads(payload["run"]) if isinstance(payload, Mapping) and "run" in payload else None
+    except Exception as exc:  # a damaged file or record: say which
+        raise WeightsError(f"{path}: unreadable run record ({type(exc).__name__})") from None
+    return info if isinstance(info, dict) else None

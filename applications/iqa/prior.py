@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,11 +14,12 @@ import torch
 
 from metalearn import MetaTrainer, TrainerConfig, mse_loss
 from metalearn.algorithms import MetaAlgorithm, algorithm_class, get_algorithm, hyper_parameter_names
-from metalearn.runs import claim_run_dir, lock_run_dir
+from metalearn.checkpoint import save_json
+from metalearn.runs import RunFolderError, claim_run_dir, lock_run_dir
 from metalearn.sampler import TaskSampler
 from metalearn_iqa.data.records import IQARecord
 from metalearn_iqa.images import ImageStore
-from metalearn_iqa.model import IQANet, ModelConfig, build_model, load_model, save_model
+from metalearn_iqa.model import IQANet, ModelConfig, build_model, load_model, read_run_info, save_model
 from metalearn_iqa.tasks import DistortionTaskSampler, PooledBatchSampler, TaskConfig
 
 PRIOR_FILE = "prior.pt"
@@ -83,6 +85,12 @@ class PriorConfig:
             raise ValueError(f"epochs must be positive, got {self.epochs}")
         if self.outer_optimizer not in ("adam", "sgd"):
             raise ValueError(f"outer_optimizer must be 'adam' or 'sgd', got {self.outer_optimizer!r}")
+        if self.task.batch_size < 2 and self.model.batchnorm and not self.freeze_batchnorm:
+            raise ValueError(
+                f"batch size 1 cannot train the BatchNorm layers of {self.model.describe()} (per-channel "
+                "statistics of one image): use --batch-size 2 or more, --freeze-batchnorm, or a model "
+                "without BatchNorm (--backbone small --norm none or group)"
+            )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -225,6 +233,9 @@ def train_prior(
     out = Path(out_dir)
     with lock_run_dir(out):
         claim_run_dir(out, RUN_FILES, resume=resume, overwrite=overwrite)
+        for name in (PRIOR_FILE, SUMMARY_FILE):  # found at the end, this would cost the whole run
+            if (out / name).is_dir():
+                raise RunFolderError(f"{out / name}: is a folder, where the run writes its {name}", out)
         return _train_prior(config, records, out, resume, store, checkpoint_every)
 
 
@@ -244,7 +255,6 @@ def _train_prior(
     rows = trainer.fit(iterations, checkpoint_dir=out / CHECKPOINT_DIR, resume=resume)
     model = trainer.model
     assert isinstance(model, IQANet)
-    save_model(model.cpu(), config.model, out / PRIOR_FILE)
     summary = {
         "config": config.to_dict(),
         "init": config.model.pretrained if config.model.pretrained != "none" else "scratch",
@@ -252,8 +262,34 @@ def _train_prior(
         "iterations": iterations,
         "passes": iterations * config.passes_per_iteration(),
     }
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    save_model(model.cpu(), config.model, out / PRIOR_FILE, run=summary)  # the prior carries its summary
+    save_json(summary, out / SUMMARY_FILE)  # a copy to read without torch; both written atomically
     return model, rows
+
+
+def prior_summary(path: str | Path) -> dict | None:
+    """How a prior was trained (`config`, `init`, `iterations`, ...): the record inside its `prior.pt`.
+
+    A prior written before the record existed falls back to the `prior.json` beside it, with a warning;
+    None when neither says (a fine-tuned model, a renamed file).
+    """
+    path = Path(path)
+    file = path / PRIOR_FILE if path.is_dir() else path
+    summary = read_run_info(file)
+    if summary is not None:
+        return summary
+    side = file.parent / SUMMARY_FILE
+    if file.name != PRIOR_FILE or not side.is_file():
+        return None
+    warnings.warn(
+        f"{file}: an older prior without its run record; reading {side} instead (retrain to embed it)",
+        stacklevel=2,
+    )
+    try:
+        summary = json.loads(side.read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
 
 
 def load_prior(path: str | Path) -> IQANet:

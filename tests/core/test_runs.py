@@ -202,3 +202,48 @@ def test_cuda_without_a_gpu_is_a_value_error() -> None:
         resolve_device("cuda")
     with pytest.raises(ValueError, match="no CUDA GPU"):
         MetaTrainer(tiny_mlp(), "maml", SinusoidSampler(), device="cuda:1")
+
+
+# ------------------------------------------------------------------------------------ killed writes
+
+
+def test_temp_files_of_killed_writes_are_deleted_by_the_next_run(tmp_path: Path) -> None:
+    """A kill inside `atomic_write_bytes` leaves `.NAME.*.tmp`; whoever locks the folder next deletes it."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / ".checkpoint.pt.k2j4.tmp").write_bytes(b"half a checkpoint")
+    tiny_trainer().fit(1, checkpoint_dir=folder)  # a new run: the torn file is not a previous run
+    assert not (folder / ".checkpoint.pt.k2j4.tmp").exists()
+    (folder / ".config.json.x1.tmp").write_text("{")
+    (folder / "notes.tmp").write_text("not an atomic write's: no leading dot\n")
+    tiny_trainer().fit(2, checkpoint_dir=folder, resume=True)
+    assert sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp")) == ["notes.tmp"]
+
+
+def test_a_torn_metrics_row_is_dropped_on_resume(tmp_path: Path) -> None:
+    first = tiny_trainer()
+    first.fit(2, checkpoint_dir=tmp_path)
+    with (tmp_path / "metrics.csv").open("a") as fh:
+        fh.write("3,0.51")  # a kill in the middle of appending iteration 3's row
+    tiny_trainer().fit(4, checkpoint_dir=tmp_path, resume=True)
+    assert logged(tmp_path) == [1, 2, 3, 4]
+    with (tmp_path / "metrics.csv").open("a") as fh:
+        fh.write("1")  # a cut-off iteration number ("1" of "15") that looks like an old row
+    tiny_trainer().fit(5, checkpoint_dir=tmp_path, resume=True)
+    assert logged(tmp_path) == [1, 2, 3, 4, 5]
+
+
+def test_config_is_written_before_the_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kill between two of a checkpoint's files must never leave a checkpoint.pt without its config."""
+    import metalearn.trainer as trainer_module
+
+    order: list[str] = []
+    save_json, save_state = trainer_module.save_json, trainer_module.save_state
+    monkeypatch.setattr(
+        trainer_module, "save_json", lambda d, p: order.append(Path(p).name) or save_json(d, p)
+    )
+    monkeypatch.setattr(
+        trainer_module, "save_state", lambda d, p: order.append(Path(p).name) or save_state(d, p)
+    )
+    tiny_trainer().fit(1, checkpoint_dir=tmp_path)
+    assert order.index("config.json") < order.index("checkpoint.pt")

@@ -303,8 +303,9 @@ def test_prior_provenance_comes_from_prior_json(tmp_path: Path) -> None:
     config = PriorConfig(algorithm="baseline", model=ModelConfig(pretrained="/w/resnet18.pth"))
     (folder / SUMMARY_FILE).write_text(json.dumps({"config": config.to_dict()}))
     expected = {"algorithm": "baseline", "init": "/w/resnet18.pth"}
-    assert prior_provenance(folder) == {"prior": str(folder), **expected}
-    assert prior_provenance(folder / PRIOR_FILE) == {"prior": str(folder / PRIOR_FILE), **expected}
+    with pytest.warns(UserWarning, match="older prior without its run record"):  # no record in a prior.pt
+        assert prior_provenance(folder) == {"prior": str(folder), **expected}
+        assert prior_provenance(folder / PRIOR_FILE) == {"prior": str(folder / PRIOR_FILE), **expected}
     other = folder / "finetuned.pt"  # not the prior that prior.json describes
     assert prior_provenance(other) == {"prior": str(other), "algorithm": "unknown", "init": str(other)}
 

@@ -69,6 +69,15 @@ def require_image(index: Mapping[str, Path], name: str, folder: Path, source: st
     return str(found)
 
 
+def read_text(path: Path) -> str:
+    """A score file's text (UTF-8, a byte-order mark allowed), or a DatasetError naming the file when it
+    does not decode (a binary or foreign-encoded file)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason})") from None
+
+
 def parse_float(text: object, where: str) -> float:
     """Parse a finite float, or raise DatasetError naming `where` (file and line) and the bad value."""
     try:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from metalearn_iqa.data._files import (
     find_entry,
     index_folder,
     parse_score,
+    read_text,
     require_dir,
     require_file,
     unique_rows,
@@ -53,7 +55,7 @@ def _parse_row(row: list[str], where: str) -> tuple[float, str, int, int, str]:
 
 def _read_rows(score_file: Path) -> list[tuple[float, str, int, int, str]]:
     """Read and validate `dmos.csv`: exact header, then one parsed tuple per non-empty row and image."""
-    with score_file.open(newline="", encoding="utf-8-sig") as fh:
+    with io.StringIO(read_text(score_file), newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None:

@@ -7,12 +7,14 @@ Prefers `koniq10k_scores_and_distributions.csv` (MOS on 1..5); falls back to the
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from metalearn_iqa.data._files import (
     find_entry,
     index_folder,
     parse_score,
+    read_text,
     require_dir,
     require_image,
     unique_rows,
@@ -52,7 +54,7 @@ def _read_rows(
     score_file: Path, required: tuple[str, ...], mos_range: tuple[float, float]
 ) -> list[tuple[str, float, str | None]]:
     """Read (image name, MOS, set or None) per row and image after checking the header's columns."""
-    with score_file.open(newline="", encoding="utf-8-sig") as fh:
+    with io.StringIO(read_text(score_file), newline="") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None:
             raise DatasetError(f"{score_file}: score file is empty")

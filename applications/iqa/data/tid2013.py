@@ -14,6 +14,7 @@ from metalearn_iqa.data._files import (
     find_entry,
     index_folder,
     parse_score,
+    read_text,
     require_dir,
     require_file,
     unique_rows,
@@ -47,7 +48,7 @@ def load_tid2013(root: str | Path) -> list[IQARecord]:
     images = find_entry(base, IMAGE_DIR) or base / IMAGE_DIR
     index = index_folder(images)
     rows, wheres = [], []
-    for number, line in enumerate(score_file.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    for number, line in enumerate(read_text(score_file).splitlines(), start=1):
         if line.strip():
             wheres.append(f"{score_file}:{number}")
             rows.append(_parse_line(line, wheres[-1]))

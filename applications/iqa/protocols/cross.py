@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,8 @@ from torch import nn
 from metalearn_iqa.data.records import DatasetError, IQARecord
 from metalearn_iqa.images import ImageStore
 from metalearn_iqa.inference import EvalConfig, FinetuneConfig, evaluate_records, finetune
-from metalearn_iqa.prior import PRIOR_FILE, SUMMARY_FILE
+from metalearn_iqa.model import WeightsError
+from metalearn_iqa.prior import prior_summary
 from metalearn_iqa.protocols.report import init_label, markdown_table, mean_std_if_all, write_report
 from metalearn_iqa.tasks import split_by_reference
 
@@ -74,21 +74,19 @@ def split_target(
 
 
 def prior_provenance(path: str | Path) -> dict[str, str]:
-    """A given prior's path, algorithm and backbone init, read from the `prior.json` beside its `prior.pt`.
+    """A given prior's path, algorithm and backbone init, from the run record inside it (`prior_summary`:
+    older priors fall back to the `prior.json` beside them, with a warning).
 
-    A model without one (e.g. a fine-tuned file) is reported as algorithm "unknown", init its own path.
+    A model without either (e.g. a fine-tuned file) is reported as algorithm "unknown", init its own path.
     """
     path = Path(path)
-    summary = (path if path.is_dir() else path.parent) / SUMMARY_FILE
     try:
-        if not (path.is_dir() or path.name == PRIOR_FILE):
-            raise FileNotFoundError(summary)
-        config = json.loads(summary.read_text())["config"]
+        config = (prior_summary(path) or {})["config"]
         found = {
             "algorithm": str(config["algorithm"]),
             "init": init_label(str(config["model"]["pretrained"])),
         }
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, WeightsError):
         found = {"algorithm": "unknown", "init": str(path)}
     return {"prior": str(path), **found}
 

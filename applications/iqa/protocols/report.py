@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from metalearn.checkpoint import atomic_write_bytes
+
 
 def init_label(pretrained: str) -> str:
     """How a backbone was initialised, for reports: "imagenet", "scratch" or the weights file's path."""
@@ -49,8 +51,9 @@ def write_report(result: dict[str, Any], table: str, out_dir: str | Path, stem: 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
-    json_path.write_text(json.dumps(_json_safe(result), indent=2, default=str) + "\n")
-    md_path.write_text(table + "\n")
+    text = json.dumps(_json_safe(result), indent=2, default=str) + "\n"
+    atomic_write_bytes(json_path, lambda fh: fh.write(text.encode()))  # a kill leaves the old or the new
+    atomic_write_bytes(md_path, lambda fh: fh.write((table + "\n").encode()))
     return json_path, md_path
 
 
