@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from metalearn.algorithms import MetaAlgorithm, get_algorithm
 from metalearn.algorithms.base import LossFn, MetaResult, freeze_batchnorm
 from metalearn.checkpoint import first_nonfinite, load_json, load_state, save_json, save_state
-from metalearn.distributed import all_reduce_sum, broadcast_module, rank_and_world
+from metalearn.distributed import agreed_signal, all_reduce_sum, broadcast_module, on_main, rank_and_world
 from metalearn.logger import METRICS_FILE, TENSORBOARD_DIR, MetricsLogger
 from metalearn.runs import ResumeMismatchError, claim_run_dir, lock_run_dir, settings_diff
 from metalearn.sampler import TaskSampler
@@ -358,22 +358,25 @@ class MetaTrainer:
         (`RunExistsError`) unless `overwrite=True` deletes it first. The folders are locked while training
         (`RunLockedError` for a second run on them).
 
-        SIGINT or SIGTERM (main process) ends the current iteration, saves a checkpoint to `checkpoint_dir`
-        and raises `Interrupted`; the previous signal handlers are restored when `fit` returns.
+        SIGINT or SIGTERM (main thread) ends the current iteration, saves a checkpoint to `checkpoint_dir`
+        and raises `Interrupted`; the previous signal handlers are restored when `fit` returns. Under
+        `torchrun` every rank stops at the same iteration, and rank 0 alone locks, logs and writes.
         """
         if iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {iterations}")
         if resume and overwrite:
             raise ValueError("resume and overwrite exclude each other: continue the run or replace it")
-        main_process = self.rank == 0
-        folders = _distinct_folders(checkpoint_dir, log_dir) if main_process else []
         with contextlib.ExitStack() as locks:
-            stops = locks.enter_context(_stop_requests(main_process))
-            for folder in folders:
+            stops = locks.enter_context(_stop_requests(True))
+            for folder in _distinct_folders(checkpoint_dir, log_dir):  # under torchrun: rank 0's, shared
                 locks.enter_context(lock_run_dir(folder))
                 continuing = resume or (not overwrite and folder.resolve() in self._run_dirs)
                 claim_run_dir(folder, RUN_FILES, resume=continuing, overwrite=overwrite)
-            if resume and checkpoint_dir is not None and (Path(checkpoint_dir) / CHECKPOINT_FILE).is_file():
+            if (
+                resume
+                and checkpoint_dir is not None
+                and on_main((Path(checkpoint_dir) / CHECKPOINT_FILE).is_file)
+            ):
                 self.load_checkpoint(checkpoint_dir)
                 if self.iteration > iterations:
                     raise ResumeMismatchError(
@@ -409,8 +412,9 @@ class MetaTrainer:
         stops = [] if stops is None else stops
         try:
             while self.iteration < iterations:
-                if stops:
-                    self._stop(stops[0], checkpoint_dir)
+                signum = agreed_signal(stops)  # under torchrun: the same answer on every rank
+                if signum:
+                    self._stop(signum, checkpoint_dir)
                 row = self.step()
                 rows.append(row)
                 bar.update(1)
@@ -420,7 +424,7 @@ class MetaTrainer:
                 if callback is not None:
                     callback(row)
                 every = self.config.checkpoint_every
-                if checkpoint_dir is not None and main_process and every and self.iteration % every == 0:
+                if checkpoint_dir is not None and every and self.iteration % every == 0:
                     self.save_checkpoint(checkpoint_dir)
         except DivergedError as exc:
             if checkpoint_dir is None:
@@ -430,15 +434,15 @@ class MetaTrainer:
             bar.close()
             if logger is not None:
                 logger.close()
-        if checkpoint_dir is not None and main_process:
+        if checkpoint_dir is not None:
             self.save_checkpoint(checkpoint_dir)
         return rows
 
     def _stop(self, signum: int, checkpoint_dir: str | Path | None) -> None:
-        """Save the state reached (main process, with a checkpoint folder) and raise `Interrupted`."""
+        """Save the state reached (with a checkpoint folder) and raise `Interrupted`."""
         name = signal.Signals(signum).name
         saved = None
-        if checkpoint_dir is not None and self.rank == 0:
+        if checkpoint_dir is not None:
             saved = self.save_checkpoint(checkpoint_dir)
         where = (
             f"checkpoint at iteration {self.iteration} saved in {saved}" if saved else "no checkpoint saved"
@@ -536,7 +540,8 @@ class MetaTrainer:
     def save_checkpoint(self, directory: str | Path) -> Path:
         """Write `checkpoint.pt` (full training state), `model.pt` (weights only) and `config.json`.
 
-        Raises `DivergedError`, writing nothing, if a weight is not finite.
+        Raises `DivergedError`, writing nothing, if a weight is not finite. Under `torchrun` every rank
+        calls it and rank 0 writes (the others wait for it, and fail with it).
         """
         name = self._nonfinite_weight()
         if name is not None:
@@ -545,6 +550,12 @@ class MetaTrainer:
                 self.iteration,
             )
         directory = Path(directory)
+        on_main(self._write_checkpoint, directory)
+        self.saved_iteration = self.iteration
+        self._run_dirs.add(directory.resolve())
+        return directory
+
+    def _write_checkpoint(self, directory: Path) -> None:
         save_state(self.state_dict(), directory / CHECKPOINT_FILE)
         save_state(self.model.state_dict(), directory / MODEL_FILE)
         save_json(
@@ -557,19 +568,20 @@ class MetaTrainer:
             },
             directory / CONFIG_FILE,
         )
-        self.saved_iteration = self.iteration
-        self._run_dirs.add(directory.resolve())
-        return directory
 
     def load_checkpoint(self, directory: str | Path) -> None:
         """Restore the training state saved in `directory`, after checking it was trained like this run.
-        A checkpoint with a NaN or an infinity in its weights is a ValueError."""
+        A checkpoint with a NaN or an infinity in its weights is a ValueError. Under `torchrun` every rank
+        calls it: rank 0 reads the files and sends them to the others, whose disks need not hold them."""
         directory = Path(directory)
-        stored = load_json(directory / CONFIG_FILE)  # fail early on a damaged config
+        stored = on_main(load_json, directory / CONFIG_FILE)  # fail early on a damaged config
         if "settings" in stored:  # older checkpoints did not record them
             self.check_settings(stored["settings"], directory)
         path = directory / CHECKPOINT_FILE
-        state = load_state(path, map_location=self.device)
+        if self.world == 1:
+            state = load_state(path, map_location=self.device)
+        else:  # sent through the CPU, then onto this rank's device
+            state = _to_device(on_main(load_state, path, map_location="cpu"), self.device)
         name = first_nonfinite({"model": state.get("model", {}), "algorithm": state.get("algorithm", {})})
         if name is not None:
             raise ValueError(f"{path}: non-finite weights in {name} (saved by a diverged run?)")
@@ -588,6 +600,17 @@ def _restore_rng(rng: Mapping[str, Any]) -> None:
     cuda = rng.get("cuda")
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+
+
+def _to_device(state: Any, device: torch.device) -> Any:
+    """`state` with every tensor moved to `device`, as `torch.load(map_location=device)` would."""
+    if isinstance(state, Tensor):
+        return state.to(device)
+    if isinstance(state, Mapping):
+        return {k: _to_device(v, device) for k, v in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(_to_device(v, device) for v in state)
+    return state
 
 
 def _distinct_folders(*folders: str | Path | None) -> list[Path]:

@@ -16,6 +16,7 @@ import click
 from metalearn import DivergedError, Interrupted
 from metalearn.runs import RunExistsError, RunFolderError, lock_run_dir
 from metalearn_iqa.data.records import DatasetError, IQARecord, write_table
+from metalearn_iqa.launch import on_main, torchrun_command
 from metalearn_iqa.model import ModelConfig, WeightsError, save_model
 
 if TYPE_CHECKING:
@@ -111,6 +112,10 @@ def _write_output(path: Path, text: str) -> None:
 
 
 def _probe_folder(path: Path) -> None:
+    on_main(_probe_here, path)  # under torchrun: rank 0's disk holds the outputs
+
+
+def _probe_here(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=path, prefix=".write-test-"):
         pass
@@ -502,6 +507,7 @@ def _check_images(records: list[IQARecord]) -> None:
     help="Continue from the run folder's last checkpoint (same settings; the budget may only grow).",
 )
 @overwrite_option
+@torchrun_command
 @friendly_errors
 def train(
     datasets: tuple[str, ...],
@@ -524,7 +530,7 @@ def train(
     excluded = set(_parse_types(exclude_types, "--exclude-types"))
     records = [r for r in _load_many(datasets, roots) if r.distortion not in excluded]
     train_prior(config, records, out_dir, resume=resume, overwrite=overwrite)
-    summary = json.loads((out_dir / SUMMARY_FILE).read_text())
+    summary = on_main(lambda: json.loads((out_dir / SUMMARY_FILE).read_text()))  # rank 0 wrote it
     click.echo(
         f"{summary['iterations']} iterations, {summary['passes']} forward+backward passes of {config.task.batch_size} "
         f"crops ({summary['passes'] / config.passes_per_epoch(len(records)):.2f} epochs of {len(records)} images)"
@@ -730,6 +736,7 @@ def _write_saliency(model: Any, images: list[Path], folder: Path, config: EvalCo
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="[outputs/lodo-DATASET-ALGO]")
 @click.option("--resume", is_flag=True, help="Continue the folds' runs (same settings).")
 @overwrite_option
+@torchrun_command
 @friendly_errors
 def lodo(
     dataset: str,
@@ -797,6 +804,7 @@ def lodo(
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="[outputs/cross-TARGET-ALGO]")
 @click.option("--resume", is_flag=True, help="Continue the prior's run (same settings).")
 @overwrite_option
+@torchrun_command
 @friendly_errors
 def cross(
     prior_path: str | None,

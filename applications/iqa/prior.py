@@ -13,6 +13,7 @@ import torch
 
 from metalearn import MetaTrainer, TrainerConfig, mse_loss
 from metalearn.algorithms import MAML, MetaAlgorithm, MetaIQA, Plain, Pretrain, Reptile
+from metalearn.distributed import on_main
 from metalearn.runs import claim_run_dir, lock_run_dir
 from metalearn.sampler import TaskSampler
 from metalearn_iqa.data.records import IQARecord
@@ -232,7 +233,6 @@ def _train_prior(
     rows = trainer.fit(iterations, checkpoint_dir=out / CHECKPOINT_DIR, resume=resume)
     model = trainer.model
     assert isinstance(model, IQANet)
-    save_model(model.cpu(), config.model, out / PRIOR_FILE)
     summary = {
         "config": config.to_dict(),
         "init": config.model.pretrained if config.model.pretrained != "none" else "scratch",
@@ -240,8 +240,13 @@ def _train_prior(
         "iterations": iterations,
         "passes": iterations * config.passes_per_iteration(),
     }
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    on_main(_write_prior, model.cpu(), config, summary, out)  # under torchrun: rank 0 writes, all wait
     return model, rows
+
+
+def _write_prior(model: IQANet, config: PriorConfig, summary: dict, out: Path) -> None:
+    save_model(model, config.model, out / PRIOR_FILE)
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
 
 def load_prior(path: str | Path) -> IQANet:

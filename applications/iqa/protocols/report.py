@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from metalearn.distributed import on_main
+
 
 def init_label(pretrained: str) -> str:
     """How a backbone was initialised, for reports: "imagenet", "scratch" or the weights file's path."""
@@ -45,8 +47,14 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def write_report(result: dict[str, Any], table: str, out_dir: str | Path, stem: str) -> tuple[Path, Path]:
-    """Write `<stem>.json` and `<stem>.md` into `out_dir`; an undefined (NaN) number is JSON `null`."""
-    out = Path(out_dir)
+    """Write `<stem>.json` and `<stem>.md` into `out_dir`; an undefined (NaN) number is JSON `null`.
+
+    Under `torchrun` every rank calls it and rank 0 writes.
+    """
+    return on_main(_write_report, result, table, Path(out_dir), stem)
+
+
+def _write_report(result: dict[str, Any], table: str, out: Path, stem: str) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
     json_path.write_text(json.dumps(_json_safe(result), indent=2, default=str) + "\n")
