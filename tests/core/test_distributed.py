@@ -1,4 +1,5 @@
-"""Two gloo processes splitting a meta-batch must reach the same weights as one process doing all of it."""
+"""Two gloo processes splitting a meta-batch must reach the same weights as one process doing all of it;
+rank 0 alone touches the run folder and the other rank shares its outcome, errors included."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import torch.multiprocessing as mp
 
 from metalearn import MetaTrainer, TrainerConfig
 from metalearn.algorithms import MAML
+from metalearn.distributed import on_main
 from metalearn.examples.sinusoid import SinusoidSampler, sinusoid_mlp
+from metalearn.runs import RunExistsError, RunLockedError, claim_run_dir, lock_run_dir
 
 
 def _train(iterations: int = 3) -> dict[str, torch.Tensor]:
@@ -43,3 +46,42 @@ def test_two_processes_match_one(tmp_path):
     for name in one:
         torch.testing.assert_close(two[name], one[name], rtol=1e-5, atol=1e-6)
     assert not torch.equal(one["0.weight"], sinusoid_mlp(hidden=8, seed=0).state_dict()["0.weight"])
+
+
+def _run_folder_worker(rank: int, world: int, init_file: str, folder: str, out: str) -> None:
+    """Each rank reports what it got from rank 0's run-folder operations."""
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    seen: dict[str, object] = {}
+    try:
+        calls: list[int] = []
+        seen["value"] = on_main(lambda: calls.append(rank) or 42)
+        seen["called"] = calls
+        try:
+            with lock_run_dir(folder):  # the test process holds it
+                seen["locked"] = "no error"
+        except RunLockedError as exc:
+            seen["locked"] = (type(exc).__name__, str(exc), str(exc.path))
+        try:
+            claim_run_dir(folder, ("checkpoint.pt",), resume=False, overwrite=False)
+        except RunExistsError as exc:
+            seen["claimed"] = (type(exc).__name__, exc.entries, exc.foreign)
+    finally:
+        dist.destroy_process_group()
+        torch.save(seen, f"{out}.{rank}")
+
+
+def test_rank_zero_does_the_run_folder_work_and_every_rank_shares_its_errors(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "checkpoint.pt").write_bytes(b"a previous run")
+    out = tmp_path / "seen"
+    with lock_run_dir(folder):
+        mp.spawn(
+            _run_folder_worker, args=(2, str(tmp_path / "init"), str(folder), str(out)), nprocs=2, join=True
+        )
+    rank0, rank1 = (torch.load(f"{out}.{r}", weights_only=False) for r in (0, 1))
+    assert rank0["value"] == rank1["value"] == 42
+    assert rank0["called"] == [0] and rank1["called"] == []  # only rank 0 ran it
+    assert rank0["locked"] == rank1["locked"]
+    assert rank0["locked"][0] == "RunLockedError" and rank0["locked"][2] == str(folder)
+    assert rank0["claimed"] == rank1["claimed"] == ("RunExistsError", ["checkpoint.pt"], False)

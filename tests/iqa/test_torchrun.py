@@ -1,0 +1,137 @@
+"""`torchrun -m metalearn iqa train` on 2 CPU processes (gloo): the prior one process trains, rank 0 alone
+writing; a one-process checkpoint resumed by 2 ranks ends where one process ends; SIGTERM stops both ranks
+at the same iteration with rank 0's checkpoint."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from metalearn_iqa.model import ModelConfig, build_model
+from tests.iqa.test_cli import run
+
+# Plain gradient descent outside (a rank that double-counted its tasks would double the step, which Adam
+# would hide), 3 tasks over 2 ranks (uneven shares: rank 0 takes tasks 1 and 3, rank 1 task 2).
+FAST = [
+    "--dataset", "kadid10k", "--train-crop", "32", "--batch-size", "2", "--inner-steps", "1",
+    "--tasks-per-batch", "3", "--outer-optimizer", "sgd", "--outer-lr", "0.05", "--device", "cpu",
+    "--backbone", "small", "--width", "4",
+]  # fmt: skip
+ITERATIONS = 4
+
+
+def torchrun(root: Path, out: Path, iterations: int, *extra: str) -> list[str]:
+    """Two ranks on this machine; `--standalone` lets the rendezvous pick a free port."""
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "metalearn", "iqa", "train", *FAST, "--root", str(root), "--iterations", str(iterations),
+        "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+def environment(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    return env | {
+        "OMP_NUM_THREADS": "1",
+        "METALEARN_OUTPUT": str(tmp_path / "outputs"),
+        "METALEARN_DATA": str(tmp_path / "data"),
+        "METALEARN_DIST_TIMEOUT": "120",  # a broken rank fails the test instead of hanging it
+    }
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return torch.load(folder / "prior.pt", weights_only=True)["state_dict"]
+
+
+def metric_rows(folder: Path) -> list[str]:
+    return (folder / "checkpoint" / "metrics.csv").read_text().splitlines()[1:]
+
+
+def assert_same_prior(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
+    assert got.keys() == want.keys()
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.fixture(scope="module")
+def one_process(kadid_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference: the same command in one process, in this one."""
+    out = tmp_path_factory.mktemp("one") / "run"
+    result = run(
+        "iqa", "train", *FAST, "--root", str(kadid_root), "--iterations", str(ITERATIONS), "--out", str(out)
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_two_ranks_train_the_prior_one_process_trains(
+    kadid_root: Path, one_process: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "two"
+    done = subprocess.run(
+        torchrun(kadid_root, out, ITERATIONS), env=environment(tmp_path), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    want = weights(one_process)
+    assert_same_prior(weights(out), want)
+    torch.manual_seed(0)  # the initialisation `make_trainer` draws (seed 0)
+    init = build_model(ModelConfig(backbone="small", width=4, pretrained="none")).state_dict()
+    moved = max((want[k] - init[k]).abs().max().item() for k in want if want[k].is_floating_point())
+    assert moved > 1e-3, "training did not move the weights: the comparison would prove nothing"
+    # rank 0 alone logs and prints: one row per iteration, one report line
+    assert len(metric_rows(out)) == ITERATIONS
+    losses = [float(row.split(",")[1]) for row in metric_rows(out)]
+    assert losses == pytest.approx([float(row.split(",")[1]) for row in metric_rows(one_process)], rel=1e-5)
+    assert done.stdout.count("prior written to") == 1, done.stdout
+
+
+def test_two_ranks_resume_a_one_process_checkpoint(
+    kadid_root: Path, one_process: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "resumed"
+    first = run("iqa", "train", *FAST, "--root", str(kadid_root), "--iterations", "2", "--out", str(out))
+    assert first.exit_code == 0, first.output
+    done = subprocess.run(
+        torchrun(kadid_root, out, ITERATIONS, "--resume"),
+        env=environment(tmp_path),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert_same_prior(weights(out), weights(one_process))
+    assert len(metric_rows(out)) == ITERATIONS
+
+
+def test_sigterm_stops_both_ranks_at_one_iteration(kadid_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen(
+        torchrun(kadid_root, out, 100_000),
+        env=environment(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = out / "checkpoint" / "metrics.csv"
+    deadline = time.monotonic() + 120
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) > 1):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "training never logged a row"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # to the launcher, as a scheduler would: it passes it to both ranks
+    _, stderr = proc.communicate(timeout=120)
+    stops = re.findall(r"interrupted by SIGTERM; checkpoint at iteration (\d+) saved in (\S+);", stderr)
+    assert len(stops) == 2, stderr  # each rank says where it stopped ...
+    assert stops[0] == stops[1], stops  # ... at the same iteration, pointing at rank 0's checkpoint
+    iteration = int(stops[0][0])
+    assert stops[0][1] == str(out / "checkpoint")
+    saved = torch.load(out / "checkpoint" / "checkpoint.pt", weights_only=True)
+    assert saved["iteration"] == iteration and len(metric_rows(out)) == iteration
+    assert not (out / "prior.pt").exists()
