@@ -70,6 +70,16 @@ def broadcast_module(module: nn.Module, src: int = 0) -> None:
         dist.broadcast(tensor.data, src=src)
 
 
+def all_gather_objects(obj: T) -> list[T]:
+    """Every rank's `obj`, in rank order, on every rank (`[obj]` in a single process)."""
+    _, world = rank_and_world()
+    if world == 1:
+        return [obj]
+    gathered: list[Any] = [None] * world
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def agreed_signal(received: list[int]) -> int:
     """The stop signal some rank has received (the highest number if several), 0 if none.
 

@@ -19,7 +19,14 @@ from tqdm.auto import tqdm
 from metalearn.algorithms import MetaAlgorithm, get_algorithm
 from metalearn.algorithms.base import LossFn, MetaResult, freeze_batchnorm
 from metalearn.checkpoint import first_nonfinite, load_json, load_state, save_json, save_state
-from metalearn.distributed import agreed_signal, all_reduce_sum, broadcast_module, on_main, rank_and_world
+from metalearn.distributed import (
+    agreed_signal,
+    all_gather_objects,
+    all_reduce_sum,
+    broadcast_module,
+    on_main,
+    rank_and_world,
+)
 from metalearn.logger import METRICS_FILE, TENSORBOARD_DIR, MetricsLogger
 from metalearn.runs import ResumeMismatchError, claim_run_dir, lock_run_dir, settings_diff
 from metalearn.sampler import TaskSampler
@@ -202,6 +209,8 @@ class MetaTrainer:
         self._run_dirs: set[Path] = set()  # folders whose checkpoint is this trainer's current state
         self.rank, self.world = rank_and_world()
         broadcast_module(self.model)
+        if self.world > 1:  # each rank draws dropout from a stream of its own, not from a copy of rank 0's
+            torch.manual_seed(_rank_seed(self.config.seed, self.rank))
         self._outer_spec = outer_optimizer
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
@@ -498,9 +507,6 @@ class MetaTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         """The full training state, every random stream included (dropout draws from torch's global one)."""
-        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
         state = {
             "iteration": self.iteration,
             "model": self.model.state_dict(),
@@ -508,7 +514,7 @@ class MetaTrainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "generator": self.generator.get_state(),
             "algorithm": self.algorithm.state_dict(),
-            "rng": rng,
+            "rng": _rng_state(),
         }
         if hasattr(self.sampler, "state_dict"):  # a sampler that keeps its own random stream
             state["sampler"] = self.sampler.state_dict()
@@ -532,6 +538,9 @@ class MetaTrainer:
             self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"].cpu())
         _restore_rng(state.get("rng", {}))
+        per_rank = state.get("rng_ranks")  # saved under torchrun: each rank's own streams
+        if per_rank and len(per_rank) == self.world:
+            _restore_rng(per_rank[self.rank])
         if "sampler" in state and hasattr(self.sampler, "load_state_dict"):
             self.sampler.load_state_dict(state["sampler"])
         self.iteration = int(state["iteration"])
@@ -550,13 +559,17 @@ class MetaTrainer:
                 self.iteration,
             )
         directory = Path(directory)
-        on_main(self._write_checkpoint, directory)
+        streams = all_gather_objects(_rng_state())  # under torchrun: every rank's, for an exact resume
+        on_main(self._write_checkpoint, directory, streams)
         self.saved_iteration = self.iteration
         self._run_dirs.add(directory.resolve())
         return directory
 
-    def _write_checkpoint(self, directory: Path) -> None:
-        save_state(self.state_dict(), directory / CHECKPOINT_FILE)
+    def _write_checkpoint(self, directory: Path, streams: list[dict[str, Any]]) -> None:
+        state = self.state_dict()
+        if len(streams) > 1:
+            state["rng_ranks"] = streams
+        save_state(state, directory / CHECKPOINT_FILE)
         save_state(self.model.state_dict(), directory / MODEL_FILE)
         save_json(
             {
@@ -591,6 +604,19 @@ class MetaTrainer:
             raise ResumeMismatchError(f"{directory}: {exc}", directory) from None
         self.saved_iteration = self.iteration
         self._run_dirs.add(directory.resolve())
+
+
+def _rng_state() -> dict[str, Any]:
+    """torch's global random streams in this process (CPU, and CUDA once it is in use)."""
+    rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    """A seed of rank `rank`'s own for torch's global stream, derived from the run's `seed`."""
+    return int(torch.randint(2**62, (rank + 1,), generator=torch.Generator().manual_seed(seed))[-1])
 
 
 def _restore_rng(rng: Mapping[str, Any]) -> None:

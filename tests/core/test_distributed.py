@@ -85,3 +85,45 @@ def test_rank_zero_does_the_run_folder_work_and_every_rank_shares_its_errors(tmp
     assert rank0["locked"] == rank1["locked"]
     assert rank0["locked"][0] == "RunLockedError" and rank0["locked"][2] == str(folder)
     assert rank0["claimed"] == rank1["claimed"] == ("RunExistsError", ["checkpoint.pt"], False)
+
+
+def _dropout_trainer(checkpointing: bool = False) -> MetaTrainer:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(1, 16), torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.Linear(16, 1)
+    )
+    return MetaTrainer(
+        model,
+        algorithm=MAML(inner_lr=0.05, inner_steps=1, first_order=True),
+        sampler=SinusoidSampler(shots=5, query_shots=5),
+        device="cpu",
+        config=TrainerConfig(tasks_per_batch=3, outer_lr=0.01, seed=3, progress=False),
+    )
+
+
+def _resume_worker(rank: int, world: int, init_file: str, folder: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        straight = _dropout_trainer()
+        straight.fit(4)
+        _dropout_trainer().fit(2, checkpoint_dir=folder)
+        resumed = _dropout_trainer()
+        resumed.fit(4, checkpoint_dir=folder, resume=True)
+        torch.save([straight.model.state_dict(), resumed.model.state_dict()], f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_resume_exactly_with_dropout(tmp_path):
+    """Each rank draws dropout from its own stream, and the checkpoint holds every rank's: resumed equals
+    uninterrupted on both ranks."""
+    out = tmp_path / "weights"
+    args = (2, str(tmp_path / "init"), str(tmp_path / "run"), str(out))
+    mp.spawn(_resume_worker, args=args, nprocs=2, join=True)
+    for rank in (0, 1):
+        straight, resumed = torch.load(f"{out}.{rank}", weights_only=True)
+        for name in straight:
+            assert torch.equal(straight[name], resumed[name]), (rank, name)
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert len(saved["rng_ranks"]) == 2
+    assert not torch.equal(saved["rng_ranks"][0]["torch"], saved["rng_ranks"][1]["torch"])
