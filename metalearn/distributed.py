@@ -80,6 +80,33 @@ def all_gather_objects(obj: T) -> list[T]:
     return gathered
 
 
+def _sync() -> None:
+    """Wait until every rank gets here (a one-number all-reduce: a barrier that works on every backend)."""
+    dist.all_reduce(torch.zeros(1, device=_collective_device()))
+
+
+@contextlib.contextmanager
+def local_main_first() -> Iterator[None]:
+    """Run the block on each machine's LOCAL_RANK 0 first, then on its other ranks.
+
+    For work that fills a per-machine cache (generating a database, downloading weights): one process per
+    machine does it while the others wait, then they find it done. Every rank must enter it. If the first
+    one fails, the others still run the block (and meet the same error themselves).
+    """
+    rank, world = rank_and_world()
+    if world == 1:
+        yield
+        return
+    first = int(os.environ.get("LOCAL_RANK", rank)) == 0
+    if not first:
+        _sync()
+    try:
+        yield
+    finally:
+        if first:
+            _sync()
+
+
 def agreed_signal(received: list[int]) -> int:
     """The stop signal some rank has received (the highest number if several), 0 if none.
 

@@ -16,7 +16,7 @@ import click
 from metalearn import DivergedError, Interrupted
 from metalearn.runs import RunExistsError, RunFolderError, lock_run_dir
 from metalearn_iqa.data.records import DatasetError, IQARecord, write_table
-from metalearn_iqa.launch import on_main, torchrun_command
+from metalearn_iqa.launch import local_main_first, on_main, torchrun_command
 from metalearn_iqa.model import ModelConfig, WeightsError, save_model
 
 if TYPE_CHECKING:
@@ -143,7 +143,8 @@ def _load(name: str, root: str | None) -> list[IQARecord]:
 
     if root is None and name.lower() != "synthetic":
         raise CLIError(f"--root is required for dataset {name!r}")
-    records = load_dataset(name, root)  # type: ignore[arg-type]
+    with local_main_first():  # under torchrun: one rank per machine generates the synthetic database
+        records = load_dataset(name, root)  # type: ignore[arg-type]
     if not records:
         raise CLIError(f"{root}: dataset {name!r} has no images")
     return records

@@ -11,9 +11,16 @@ from typing import Any
 import click
 import torch.distributed as dist
 
-from metalearn.distributed import launch_from_env, on_main, process_group, rank_device, timeout_from_env
+from metalearn.distributed import (
+    launch_from_env,
+    local_main_first,
+    on_main,
+    process_group,
+    rank_device,
+    timeout_from_env,
+)
 
-__all__ = ["LaunchError", "on_main", "torchrun_command"]
+__all__ = ["LaunchError", "local_main_first", "on_main", "torchrun_command"]
 
 
 class LaunchError(click.ClickException):

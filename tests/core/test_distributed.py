@@ -3,13 +3,17 @@ rank 0 alone touches the run folder and the other rank shares its outcome, error
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from metalearn import MetaTrainer, TrainerConfig
 from metalearn.algorithms import MAML
-from metalearn.distributed import on_main
+from metalearn.distributed import local_main_first, on_main
 from metalearn.examples.sinusoid import SinusoidSampler, sinusoid_mlp
 from metalearn.runs import RunExistsError, RunLockedError, claim_run_dir, lock_run_dir
 
@@ -56,6 +60,13 @@ def _run_folder_worker(rank: int, world: int, init_file: str, folder: str, out: 
         calls: list[int] = []
         seen["value"] = on_main(lambda: calls.append(rank) or 42)
         seen["called"] = calls
+        os.environ["LOCAL_RANK"] = str(rank)
+        cache = Path(folder).parent / "cache"
+        with local_main_first():  # rank 0 fills the cache before rank 1 looks
+            if rank == 0:
+                time.sleep(0.5)
+                cache.write_text("filled")
+            seen["cache"] = cache.read_text() if cache.exists() else None
         try:
             with lock_run_dir(folder):  # the test process holds it
                 seen["locked"] = "no error"
@@ -82,6 +93,7 @@ def test_rank_zero_does_the_run_folder_work_and_every_rank_shares_its_errors(tmp
     rank0, rank1 = (torch.load(f"{out}.{r}", weights_only=False) for r in (0, 1))
     assert rank0["value"] == rank1["value"] == 42
     assert rank0["called"] == [0] and rank1["called"] == []  # only rank 0 ran it
+    assert rank0["cache"] == rank1["cache"] == "filled"
     assert rank0["locked"] == rank1["locked"]
     assert rank0["locked"][0] == "RunLockedError" and rank0["locked"][2] == str(folder)
     assert rank0["claimed"] == rank1["claimed"] == ("RunExistsError", ["checkpoint.pt"], False)
