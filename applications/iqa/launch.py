@@ -61,8 +61,20 @@ def torchrun_command(command: Callable[..., Any]) -> Callable[..., Any]:
                 stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
             try:
                 return command(*args, **kwargs)
-            except dist.DistError as exc:  # another rank died or stopped answering
+            except RuntimeError as exc:  # another rank died or stopped answering: one line, exit 1
+                if not isinstance(exc, dist.DistError) and not _raised_by_torch_distributed(exc):
+                    raise
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise LaunchError(f"torchrun rank {launch.rank}: lost the other ranks ({first})") from None
+                raise click.ClickException(
+                    f"torchrun rank {launch.rank}: lost the other ranks ({first})"
+                ) from None
 
     return wrapper
+
+
+def _raised_by_torch_distributed(exc: BaseException) -> bool:
+    """Whether `exc` comes out of a torch.distributed collective (gloo raises plain RuntimeErrors)."""
+    tb, last = exc.__traceback__, None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    return last is not None and "torch/distributed/" in last.tb_frame.f_code.co_filename.replace("\\", "/")
