@@ -1,6 +1,6 @@
 """`torchrun -m metalearn iqa train` on 2 CPU processes (gloo): the prior one process trains, rank 0 alone
-writing; a one-process checkpoint resumed by 2 ranks ends where one process ends; SIGTERM stops both ranks
-at the same iteration with rank 0's checkpoint."""
+writing; SIGTERM stops both ranks at the same iteration with rank 0's checkpoint, which resumes to where an
+uninterrupted run ends. (Two ranks resuming a checkpoint: tests/core/test_distributed.py.)"""
 
 from __future__ import annotations
 
@@ -97,23 +97,6 @@ def test_two_ranks_train_the_prior_one_process_trains(
     assert done.stdout.count("prior written to") == 1, done.stdout
 
 
-def test_two_ranks_resume_a_one_process_checkpoint(
-    kadid_root: Path, one_process: Path, tmp_path: Path
-) -> None:
-    out = tmp_path / "resumed"
-    first = run("iqa", "train", *FAST, "--root", str(kadid_root), "--iterations", "2", "--out", str(out))
-    assert first.exit_code == 0, first.output
-    done = subprocess.run(
-        torchrun(kadid_root, out, ITERATIONS, "--resume"),
-        env=environment(tmp_path),
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    assert_same_prior(weights(out), weights(one_process))
-    assert len(metric_rows(out)) == ITERATIONS
-
-
 def test_sigterm_stops_both_ranks_at_one_iteration(kadid_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "stopped"
     proc = subprocess.Popen(
@@ -139,6 +122,18 @@ def test_sigterm_stops_both_ranks_at_one_iteration(kadid_root: Path, tmp_path: P
     saved = torch.load(out / "checkpoint" / "checkpoint.pt", weights_only=True)
     assert saved["iteration"] == iteration and len(metric_rows(out)) == iteration
     assert not (out / "prior.pt").exists()
+    # the 2-rank checkpoint resumes (here in one process) to where one process gets uninterrupted
+    total = str(iteration + 2)
+    resumed = run(
+        "iqa", "train", *FAST, "--root", str(kadid_root), "--iterations", total, "--out", str(out), "--resume"
+    )
+    assert resumed.exit_code == 0, resumed.output
+    straight = tmp_path / "straight"
+    result = run(
+        "iqa", "train", *FAST, "--root", str(kadid_root), "--iterations", total, "--out", str(straight)
+    )
+    assert result.exit_code == 0, result.output
+    assert_same_prior(weights(out), weights(straight))
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL runs one rank per GPU: needs 2 GPUs")
