@@ -7,7 +7,9 @@ import os
 import shutil
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from metalearn.distributed import on_main
 
 try:  # POSIX; elsewhere runs are not locked
     import fcntl
@@ -51,12 +53,25 @@ def lock_run_dir(directory: str | Path) -> Iterator[Path]:
 
     The kernel drops the lock when its holder dies, so a killed run never blocks the next one; the
     temporary files its killed writes left in the folder are deleted once the lock is held. The lock
-    file stays behind (deleting it would let a waiting process lock a file nobody else sees).
+    file stays behind (deleting it would let a waiting process lock a file nobody else sees). Under
+    `torchrun` every rank calls it: rank 0 takes the lock and the others share its outcome (see `on_main`).
     """
     directory = Path(directory)
+    held: list[IO[str]] = []
+    on_main(lambda: held.append(_acquire(directory)))
+    try:
+        yield directory
+    finally:
+        for fh in held:
+            _release(fh)
+
+
+def _acquire(directory: Path) -> IO[str]:
+    """Open and lock `<directory>/.lock`, writing this process's id into it; RunLockedError if it is taken."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOCK_FILE
-    with path.open("a+") as fh:
+    fh = path.open("a+")
+    try:
         if fcntl is not None:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -69,11 +84,18 @@ def lock_run_dir(directory: str | Path) -> Iterator[Path]:
         fh.write(f"{os.getpid()}\n")  # who holds it, for a person looking
         fh.flush()
         remove_stale_temps(directory)  # the folder is ours: temp files in it belong to killed writers
-        try:
-            yield directory
-        finally:
-            if fcntl is not None:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    except BaseException:
+        fh.close()
+        raise
+    return fh
+
+
+def _release(fh: IO[str]) -> None:
+    try:
+        if fcntl is not None:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    finally:
+        fh.close()
 
 
 def run_entries(directory: str | Path) -> list[str]:
@@ -95,7 +117,12 @@ def claim_run_dir(directory: str | Path, own: Collection[str], resume: bool, ove
     the run resumes it or overwrites it; files not in `own` are never deleted (and refuse an overwrite).
     Temporary files of writes a killed run left half-done are deleted first, whatever the mode: the caller
     holds the folder's lock, so no live write owns them.
+    Under `torchrun` every rank calls it: rank 0 decides and the others share its outcome.
     """
+    on_main(_claim, Path(directory), own, resume, overwrite)
+
+
+def _claim(directory: Path, own: Collection[str], resume: bool, overwrite: bool) -> None:
     directory = Path(directory)
     remove_stale_temps(directory)
     entries = run_entries(directory)

@@ -21,7 +21,14 @@ from tqdm.auto import tqdm
 from metalearn.algorithms import MetaAlgorithm, get_algorithm
 from metalearn.algorithms.base import LossFn, MetaResult, algorithm_key, freeze_batchnorm
 from metalearn.checkpoint import first_nonfinite, load_json, load_state, save_json, save_state
-from metalearn.distributed import all_reduce_sum, broadcast_module, rank_and_world
+from metalearn.distributed import (
+    agreed_signal,
+    all_gather_objects,
+    all_reduce_sum,
+    broadcast_module,
+    on_main,
+    rank_and_world,
+)
 from metalearn.logger import METRICS_FILE, TENSORBOARD_DIR, MetricsLogger
 from metalearn.runs import ResumeMismatchError, RunFolderError, claim_run_dir, lock_run_dir, settings_diff
 from metalearn.sampler import TaskSampler
@@ -207,6 +214,8 @@ class MetaTrainer:
         self._run_dirs: set[Path] = set()  # folders whose checkpoint is this trainer's current state
         self.rank, self.world = rank_and_world()
         broadcast_module(self.model)
+        if self.world > 1:  # each rank draws dropout from a stream of its own, not from a copy of rank 0's
+            torch.manual_seed(_rank_seed(self.config.seed, self.rank))
         self._outer_spec = outer_optimizer
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
@@ -397,23 +406,26 @@ class MetaTrainer:
         (`RunExistsError`) unless `overwrite=True` deletes it first. The folders are locked while training
         (`RunLockedError` for a second run on them).
 
-        SIGINT or SIGTERM (main process) ends the current iteration, saves a checkpoint to `checkpoint_dir`
-        and raises `Interrupted`; the previous signal handlers are restored when `fit` returns.
+        SIGINT or SIGTERM (main thread) ends the current iteration, saves a checkpoint to `checkpoint_dir`
+        and raises `Interrupted`; the previous signal handlers are restored when `fit` returns. Under
+        `torchrun` every rank stops at the same iteration, and rank 0 alone locks, logs and writes.
         """
         if iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {iterations}")
         if resume and overwrite:
             raise ValueError("resume and overwrite exclude each other: continue the run or replace it")
-        main_process = self.rank == 0
-        folders = _distinct_folders(checkpoint_dir, log_dir) if main_process else []
         with contextlib.ExitStack() as locks:
-            stops = locks.enter_context(_stop_requests(main_process))
-            for folder in folders:
+            stops = locks.enter_context(_stop_requests(True))
+            for folder in _distinct_folders(checkpoint_dir, log_dir):  # under torchrun: rank 0's, shared
                 locks.enter_context(lock_run_dir(folder))
                 continuing = resume or (not overwrite and folder.resolve() in self._run_dirs)
                 claim_run_dir(folder, RUN_FILES, resume=continuing, overwrite=overwrite)
-                _refuse_folders_in_the_way(folder)
-            if resume and checkpoint_dir is not None and (Path(checkpoint_dir) / CHECKPOINT_FILE).is_file():
+                on_main(_refuse_folders_in_the_way, folder)
+            if (
+                resume
+                and checkpoint_dir is not None
+                and on_main((Path(checkpoint_dir) / CHECKPOINT_FILE).is_file)
+            ):
                 self.load_checkpoint(checkpoint_dir)
                 if self.iteration > iterations:
                     raise ResumeMismatchError(
@@ -448,8 +460,9 @@ class MetaTrainer:
         stops = [] if stops is None else stops
         try:
             while self.iteration < iterations:
-                if stops:
-                    self._stop(stops[0], checkpoint_dir)
+                signum = agreed_signal(stops)  # under torchrun: the same answer on every rank
+                if signum:
+                    self._stop(signum, checkpoint_dir)
                 row = self.step()
                 rows.append(row)
                 bar.update(1)
@@ -459,7 +472,7 @@ class MetaTrainer:
                 if callback is not None:
                     callback(row)
                 every = self.config.checkpoint_every
-                if checkpoint_dir is not None and main_process and every and self.iteration % every == 0:
+                if checkpoint_dir is not None and every and self.iteration % every == 0:
                     self.save_checkpoint(checkpoint_dir)
         except DivergedError as exc:
             if checkpoint_dir is None:
@@ -469,15 +482,15 @@ class MetaTrainer:
             bar.close()
             if logger is not None:
                 logger.close()
-        if checkpoint_dir is not None and main_process:
+        if checkpoint_dir is not None:
             self.save_checkpoint(checkpoint_dir)
         return rows
 
     def _stop(self, signum: int, checkpoint_dir: str | Path | None) -> None:
-        """Save the state reached (main process, with a checkpoint folder) and raise `Interrupted`."""
+        """Save the state reached (with a checkpoint folder) and raise `Interrupted`."""
         name = signal.Signals(signum).name
         saved = None
-        if checkpoint_dir is not None and self.rank == 0:
+        if checkpoint_dir is not None:
             saved = self.save_checkpoint(checkpoint_dir)
         where = (
             f"checkpoint at iteration {self.iteration} saved in {saved}" if saved else "no checkpoint saved"
@@ -533,9 +546,6 @@ class MetaTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         """The full training state, every random stream included (dropout draws from torch's global one)."""
-        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
         state = {
             "iteration": self.iteration,
             "model": self.model.state_dict(),
@@ -543,7 +553,7 @@ class MetaTrainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "generator": self.generator.get_state(),
             "algorithm": self.algorithm.state_dict(),
-            "rng": rng,
+            "rng": _rng_state(),
         }
         if hasattr(self.sampler, "state_dict"):  # a sampler that keeps its own random stream
             state["sampler"] = self.sampler.state_dict()
@@ -567,6 +577,9 @@ class MetaTrainer:
             self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"].cpu())
         _restore_rng(state.get("rng", {}))
+        per_rank = state.get("rng_ranks")  # saved under torchrun: each rank's own streams
+        if per_rank and len(per_rank) == self.world:
+            _restore_rng(per_rank[self.rank])
         if "sampler" in state and hasattr(self.sampler, "load_state_dict"):
             self.sampler.load_state_dict(state["sampler"])
         self.iteration = int(state["iteration"])
@@ -575,7 +588,8 @@ class MetaTrainer:
     def save_checkpoint(self, directory: str | Path) -> Path:
         """Write `checkpoint.pt` (full training state), `model.pt` (weights only) and `config.json`.
 
-        Raises `DivergedError`, writing nothing, if a weight is not finite.
+        Raises `DivergedError`, writing nothing, if a weight is not finite. Under `torchrun` every rank
+        calls it and rank 0 writes (the others wait for it, and fail with it).
         """
         name = self._nonfinite_weight()
         if name is not None:
@@ -584,6 +598,13 @@ class MetaTrainer:
                 self.iteration,
             )
         directory = Path(directory)
+        streams = all_gather_objects(_rng_state())  # under torchrun: every rank's, for an exact resume
+        on_main(self._write_checkpoint, directory, streams)
+        self.saved_iteration = self.iteration
+        self._run_dirs.add(directory.resolve())
+        return directory
+
+    def _write_checkpoint(self, directory: Path, streams: list[dict[str, Any]]) -> None:
         # config.json first and checkpoint.pt next: a kill between two writes never leaves a checkpoint
         # whose config is missing (only the settings, identical all run long, are read back from it).
         save_json(
@@ -596,24 +617,28 @@ class MetaTrainer:
             },
             directory / CONFIG_FILE,
         )
-        save_state(self.state_dict(), directory / CHECKPOINT_FILE)
+        state = self.state_dict()
+        if len(streams) > 1:
+            state["rng_ranks"] = streams
+        save_state(state, directory / CHECKPOINT_FILE)
         save_state(self.model.state_dict(), directory / MODEL_FILE)
-        self.saved_iteration = self.iteration
-        self._run_dirs.add(directory.resolve())
-        return directory
 
     def load_checkpoint(self, directory: str | Path) -> None:
         """Restore the training state saved in `directory`, after checking it was trained like this run.
-        A checkpoint with a NaN or an infinity in its weights is a ValueError."""
+        A checkpoint with a NaN or an infinity in its weights is a ValueError. Under `torchrun` every rank
+        calls it: rank 0 reads the files and sends them to the others, whose disks need not hold them."""
         directory = Path(directory)
         config = directory / CONFIG_FILE
-        stored = load_json(config)  # fail early on a damaged config
+        stored = on_main(load_json, config)  # fail early on a damaged config
         if not isinstance(stored, dict) or not isinstance(stored.get("settings", {}), dict):
             raise ValueError(f"{config}: not a metalearn checkpoint config (expected a JSON object)")
         if "settings" in stored:  # older checkpoints did not record them
             self.check_settings(stored["settings"], directory)
         path = directory / CHECKPOINT_FILE
-        state = load_state(path, map_location=self.device)
+        if self.world == 1:
+            state = load_state(path, map_location=self.device)
+        else:  # sent through the CPU, then onto this rank's device
+            state = _to_device(on_main(load_state, path, map_location="cpu"), self.device)
         missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
         if missing:
             raise ValueError(f"{path}: not a metalearn training checkpoint (no {', '.join(missing)})")
@@ -632,6 +657,19 @@ class MetaTrainer:
         self._run_dirs.add(directory.resolve())
 
 
+def _rng_state() -> dict[str, Any]:
+    """torch's global random streams in this process (CPU, and CUDA once it is in use)."""
+    rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    """A seed of rank `rank`'s own for torch's global stream, derived from the run's `seed`."""
+    return int(torch.randint(2**62, (rank + 1,), generator=torch.Generator().manual_seed(seed))[-1])
+
+
 def _restore_rng(rng: Mapping[str, Any]) -> None:
     """Put torch's global random streams back where a checkpoint left them (CUDA's when both have them)."""
     if "torch" in rng:
@@ -648,6 +686,17 @@ def _refuse_folders_in_the_way(directory: Path) -> None:
         path = directory / name
         if name != TENSORBOARD_DIR and path.is_dir():
             raise RunFolderError(f"{path}: is a folder, where the run writes its {name}", directory)
+
+
+def _to_device(state: Any, device: torch.device) -> Any:
+    """`state` with every tensor moved to `device`, as `torch.load(map_location=device)` would."""
+    if isinstance(state, Tensor):
+        return state.to(device)
+    if isinstance(state, Mapping):
+        return {k: _to_device(v, device) for k, v in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(_to_device(v, device) for v in state)
+    return state
 
 
 def _distinct_folders(*folders: str | Path | None) -> list[Path]:

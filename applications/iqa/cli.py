@@ -17,6 +17,7 @@ import click
 from metalearn import DivergedError, Interrupted
 from metalearn.runs import RunExistsError, RunFolderError, lock_run_dir
 from metalearn_iqa.data.records import DatasetError, IQARecord, write_table
+from metalearn_iqa.launch import local_main_first, on_main, torchrun_command
 from metalearn_iqa.model import ModelConfig, WeightsError, save_model
 
 if TYPE_CHECKING:
@@ -130,6 +131,10 @@ def _write_output(path: Path, text: str) -> None:
 
 
 def _probe_folder(path: Path) -> None:
+    on_main(_probe_here, path)  # under torchrun: rank 0's disk holds the outputs
+
+
+def _probe_here(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=path, prefix=".write-test-"):
         pass
@@ -157,7 +162,8 @@ def _load(name: str, root: str | None) -> list[IQARecord]:
 
     if root is None and name.lower() != "synthetic":
         raise CLIError(f"--root is required for dataset {name!r}")
-    records = load_dataset(name, root)  # type: ignore[arg-type]
+    with local_main_first():  # under torchrun: one rank per machine generates the synthetic database
+        records = load_dataset(name, root)  # type: ignore[arg-type]
     if not records:
         raise CLIError(f"{root}: dataset {name!r} has no images")
     return records
@@ -527,6 +533,7 @@ def _check_images(records: list[IQARecord]) -> None:
     help="Save a resumable checkpoint every N iterations (also at the end and on SIGINT/SIGTERM).",
 )
 @overwrite_option
+@torchrun_command
 @friendly_errors
 def train(
     datasets: tuple[str, ...],
@@ -552,7 +559,7 @@ def train(
     train_prior(
         config, records, out_dir, resume=resume, overwrite=overwrite, checkpoint_every=checkpoint_every
     )
-    summary = json.loads((out_dir / SUMMARY_FILE).read_text())
+    summary = on_main(lambda: json.loads((out_dir / SUMMARY_FILE).read_text()))  # rank 0 wrote it
     click.echo(
         f"{summary['iterations']} iterations, {summary['passes']} forward+backward passes of {config.task.batch_size} "
         f"crops ({summary['passes'] / config.passes_per_epoch(len(records)):.2f} epochs of {len(records)} images)"
@@ -754,6 +761,7 @@ def _write_saliency(model: Any, images: list[Path], folder: Path, config: EvalCo
 @click.option("--out", type=click.Path(), default=None, help="[outputs/lodo-DATASET-ALGO]")
 @click.option("--resume", is_flag=True, help="Continue the folds' runs (same settings).")
 @overwrite_option
+@torchrun_command
 @friendly_errors
 def lodo(
     dataset: str,
@@ -821,6 +829,7 @@ def lodo(
 @click.option("--out", type=click.Path(), default=None, help="[outputs/cross-TARGET-ALGO]")
 @click.option("--resume", is_flag=True, help="Continue the prior's run (same settings).")
 @overwrite_option
+@torchrun_command
 @friendly_errors
 def cross(
     prior_path: str | None,

@@ -15,6 +15,7 @@ import torch
 from metalearn import MetaTrainer, TrainerConfig, mse_loss
 from metalearn.algorithms import MetaAlgorithm, algorithm_class, get_algorithm, hyper_parameter_names
 from metalearn.checkpoint import save_json
+from metalearn.distributed import on_main
 from metalearn.runs import RunFolderError, claim_run_dir, lock_run_dir
 from metalearn.sampler import TaskSampler
 from metalearn_iqa.data.records import IQARecord
@@ -262,9 +263,13 @@ def _train_prior(
         "iterations": iterations,
         "passes": iterations * config.passes_per_iteration(),
     }
-    save_model(model.cpu(), config.model, out / PRIOR_FILE, run=summary)  # the prior carries its summary
-    save_json(summary, out / SUMMARY_FILE)  # a copy to read without torch; both written atomically
+    on_main(_write_prior, model.cpu(), config, summary, out)  # under torchrun: rank 0 writes, all wait
     return model, rows
+
+
+def _write_prior(model: IQANet, config: PriorConfig, summary: dict, out: Path) -> None:
+    save_model(model, config.model, out / PRIOR_FILE, run=summary)  # the prior carries its summary
+    save_json(summary, out / SUMMARY_FILE)  # a copy to read without torch; both written atomically
 
 
 def prior_summary(path: str | Path) -> dict | None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from metalearn.checkpoint import atomic_write_bytes
+from metalearn.distributed import on_main
 
 
 def init_label(pretrained: str) -> str:
@@ -47,8 +48,14 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def write_report(result: dict[str, Any], table: str, out_dir: str | Path, stem: str) -> tuple[Path, Path]:
-    """Write `<stem>.json` and `<stem>.md` into `out_dir`; an undefined (NaN) number is JSON `null`."""
-    out = Path(out_dir)
+    """Write `<stem>.json` and `<stem>.md` into `out_dir`; an undefined (NaN) number is JSON `null`.
+
+    Under `torchrun` every rank calls it and rank 0 writes.
+    """
+    return on_main(_write_report, result, table, Path(out_dir), stem)
+
+
+def _write_report(result: dict[str, Any], table: str, out: Path, stem: str) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
     text = json.dumps(_json_safe(result), indent=2, default=str) + "\n"
