@@ -302,6 +302,50 @@ def prior_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return model_options(func)
 
 
+def loader_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """How training batches are built (train, lodo, cross, demo): worker processes and the image cache."""
+    options = [
+        click.option(
+            "--workers",
+            type=click.IntRange(0),
+            default=0,
+            show_default=True,
+            help="DataLoader worker processes building training batches ahead (same batches for any N).",
+        ),
+        click.option(
+            "--image-cache",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Folder of decoded images (memory-mapped, shared by workers, reused by later runs) "
+            "[with --workers: ~/.cache/metalearn/images; without: in RAM, at most 2 GiB].",
+        ),
+        click.option(
+            "--image-cache-gb",
+            type=click.FloatRange(0),
+            default=32.0,
+            show_default=True,
+            help="Bound on the image cache folder; images past it are decoded from their files each time.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _image_store(kw: dict[str, Any]):  # noqa: ANN202
+    """The ImageStore the loader options describe (removed from `kw`)."""
+    from metalearn_iqa.images import ImageStore
+    from metalearn_iqa.paths import default_cache_dir
+
+    workers, folder, gb = kw.pop("workers"), kw.pop("image_cache"), kw.pop("image_cache_gb")
+    if folder is None and workers:
+        folder = default_cache_dir()
+    if folder is None:
+        return ImageStore(workers=workers)
+    _writable_folder(Path(folder), "--image-cache")
+    return ImageStore(max_bytes=int(gb * 1024**3), cache_dir=folder, workers=workers)
+
+
 def _init(backbone: str, pretrained: bool | None, weights: str | None) -> str:
     """The backbone init: ImageNet for resnet18 and scratch for small, unless --weights/--no-pretrained say."""
     if weights and pretrained is not None:
@@ -501,6 +545,7 @@ def _check_images(records: list[IQARecord]) -> None:
     is_flag=True,
     help="Continue from the run folder's last checkpoint (same settings; the budget may only grow).",
 )
+@loader_options
 @overwrite_option
 @friendly_errors
 def train(
@@ -523,7 +568,7 @@ def train(
     )
     excluded = set(_parse_types(exclude_types, "--exclude-types"))
     records = [r for r in _load_many(datasets, roots) if r.distortion not in excluded]
-    train_prior(config, records, out_dir, resume=resume, overwrite=overwrite)
+    train_prior(config, records, out_dir, resume=resume, overwrite=overwrite, store=_image_store(kw))
     summary = json.loads((out_dir / SUMMARY_FILE).read_text())
     click.echo(
         f"{summary['iterations']} iterations, {summary['passes']} forward+backward passes of {config.task.batch_size} "
@@ -729,6 +774,7 @@ def _write_saliency(model: Any, images: list[Path], folder: Path, config: EvalCo
 @view_options
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="[outputs/lodo-DATASET-ALGO]")
 @click.option("--resume", is_flag=True, help="Continue the folds' runs (same settings).")
+@loader_options
 @overwrite_option
 @friendly_errors
 def lodo(
@@ -765,7 +811,8 @@ def lodo(
     out_dir = Path(out) if out else default_output_dir() / f"lodo-{dataset}-{prior.algorithm}"
     _writable_folder(out_dir, "--out")
     with lock_run_dir(out_dir):  # a second command on this folder fails at once
-        result = run_lodo(_load(dataset, root), config, out_dir, resume=resume, overwrite=overwrite)
+        records, store = _load(dataset, root), _image_store(kw)
+        result = run_lodo(records, config, out_dir, resume=resume, overwrite=overwrite, store=store)
     click.echo(result["table"])
     click.echo(f"results -> {out_dir}")
 
@@ -796,6 +843,7 @@ def lodo(
 @view_options
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="[outputs/cross-TARGET-ALGO]")
 @click.option("--resume", is_flag=True, help="Continue the prior's run (same settings).")
+@loader_options
 @overwrite_option
 @friendly_errors
 def cross(
@@ -837,13 +885,15 @@ def cross(
     name = f"cross-{target}-{provenance['algorithm']}"
     out_dir = _writable_folder(Path(out) if out else default_output_dir() / name, "--out")
     with lock_run_dir(out_dir):  # a second command on this folder fails at once
-        target_records = _load(target, target_root)
+        target_records, store = _load(target, target_root), _image_store(kw)
         if prior_path:
             prior = load_prior(prior_path)
         else:
             records = _load_many(prior_datasets or ("synthetic",), prior_roots)
-            prior, _ = train_prior(config, records, out_dir / "prior", resume=resume, overwrite=overwrite)
-        result = run_cross(prior, target_records, cross_config, out_dir, target, name, provenance)
+            prior, _ = train_prior(
+                config, records, out_dir / "prior", resume=resume, overwrite=overwrite, store=store
+            )
+        result = run_cross(prior, target_records, cross_config, out_dir, target, name, provenance, store)
     click.echo(result["table"])
     click.echo(f"results -> {out_dir}")
 
@@ -857,9 +907,10 @@ def cross(
     "--epochs", type=click.FloatRange(min=0, min_open=True), default=None, help="Override the priors' budget."
 )
 @click.option("--resume", is_flag=True, help="Reuse finished priors in the output folder.")
+@loader_options
 @overwrite_option
 @friendly_errors
-def demo(out: str | None, seeds: str, epochs: float | None, resume: bool, overwrite: bool) -> None:
+def demo(out: str | None, seeds: str, epochs: float | None, resume: bool, overwrite: bool, **kw: Any) -> None:
     """On the embedded synthetic database: train a MetaIQA prior and the fair baseline, compare them."""
     from metalearn_iqa.demo import DemoConfig, run_demo
     from metalearn_iqa.paths import default_output_dir
@@ -872,5 +923,5 @@ def demo(out: str | None, seeds: str, epochs: float | None, resume: bool, overwr
     _run_mode(resume, overwrite)
     out_dir = _writable_folder(Path(out) if out else default_output_dir() / "demo", "--out")
     with lock_run_dir(out_dir):  # a second command on this folder fails at once
-        result = run_demo(config, out_dir, resume=resume, overwrite=overwrite)
+        result = run_demo(config, out_dir, resume=resume, overwrite=overwrite, store=_image_store(kw))
     click.echo(result["table"])
