@@ -7,11 +7,12 @@ pure function of its spec, and 0, 1 or 8 workers give the same batches bit for b
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import count
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -48,14 +49,25 @@ def make_batch(store: ImageStore, spec: CropSpec) -> Batch:
 
 
 class _Batches(Dataset):
-    """What a worker runs: a spec in, its batch out (a bad image comes back as its one-line message)."""
+    """What a worker runs: a spec in, its batch out (a bad image comes back as its one-line message).
+
+    It refers to the store weakly (a worker's forked copy stays valid), so that a store that owns a loader
+    is freed, and its workers shut down, as soon as the last reference to the store goes.
+    """
 
     def __init__(self, store: ImageStore) -> None:
-        self.store = store
+        self._store = weakref.ref(store)
+
+    def __getstate__(self) -> dict[str, Any]:  # spawned workers get the store itself
+        return {"store": self._store()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        store = state["store"]
+        self._store = lambda: store
 
     def __getitem__(self, spec: CropSpec) -> tuple[int, Batch | str]:  # type: ignore[override]
         try:
-            return spec.key, make_batch(self.store, spec)
+            return spec.key, make_batch(self._store(), spec)
         except DatasetError as exc:
             return spec.key, str(exc)
 
@@ -88,11 +100,11 @@ class CropLoader:
     sampling time), then `get` each. Workers keep `PREFETCH` batches each in flight. A spec asked for ahead
     of others still waiting drops those (an algorithm that uses one query batch of six, or a rank that
     trains on other tasks, does not pay for the rest); any spec not built ahead is built in-process, so the
-    loader only ever changes speed, never results.
+    loader only ever changes speed, never results. It refers to `store` weakly (the store owns it).
     """
 
     def __init__(self, store: ImageStore, workers: int = 0) -> None:
-        self.store = store
+        self._store = weakref.ref(store)
         self.workers = workers
         self._keys = count()
         self._pending = _Pending()
@@ -134,6 +146,12 @@ class CropLoader:
             if key in self._wanted:
                 self._ready[key] = result
         return make_batch(self.store, spec)
+
+    @property
+    def store(self) -> ImageStore:
+        store = self._store()
+        assert store is not None, "the ImageStore of this loader is gone"
+        return store
 
     def _in_flight(self) -> bool:
         return bool(self._pending.sent)
