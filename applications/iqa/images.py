@@ -194,10 +194,13 @@ class DiskCache:
     """
 
     LEDGER = "bytes.txt"
+    OPEN_MAPS = 1024
+    """Memory maps each process keeps open (opening one costs more than cropping it)."""
 
     def __init__(self, folder: str | Path, max_bytes: int) -> None:
         self.folder = Path(folder)
         self.max_bytes = max_bytes
+        self._maps: OrderedDict[str, Tensor] = OrderedDict()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -214,24 +217,40 @@ class DiskCache:
         return int(ledger.read_text() or 0) if ledger.exists() else 0
 
     def __call__(self, path: str) -> Tensor:
+        image = self._maps.get(path)
+        if image is not None:
+            self._maps.move_to_end(path)
+            return image
         try:
             file = self._file(path)
         except FileNotFoundError:
             raise DatasetError(f"{path}: image not found") from None
-        if file.exists():
-            return torch.from_numpy(np.load(file, mmap_mode="c"))  # copy-on-write: writable, read lazily
-        image = read_image(path)
-        self._admit(file, image)
+        if not file.exists():
+            image = read_image(path)
+            if not self._admit(file, image):
+                return image
+        image = torch.from_numpy(np.load(file, mmap_mode="c"))  # copy-on-write: writable, read lazily
+        self._maps[path] = image
+        if len(self._maps) > self.OPEN_MAPS:
+            self._maps.popitem(last=False)
         return image
 
-    def _admit(self, file: Path, image: Tensor) -> None:
-        """Write `image` to `file` if the cache has room for it (checked and counted under the lock)."""
+    def __getstate__(self) -> dict[str, Any]:
+        return self.__dict__ | {"_maps": OrderedDict()}
+
+    def _admit(self, file: Path, image: Tensor) -> bool:
+        """Write `image` to `file` if the cache has room for it (checked and counted under the lock).
+
+        True when `file` holds the image (written now or by another process meanwhile).
+        """
         size = image.numel() + 128  # the .npy header
         with open(self.folder / ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             used = self.used()
-            if file.exists() or used + size > self.max_bytes:
-                return
+            if file.exists():
+                return True
+            if used + size > self.max_bytes:
+                return False
             tmp = file.with_suffix(f".{os.getpid()}.tmp")
             with open(tmp, "wb") as fh:
                 np.save(fh, image.numpy())
@@ -240,11 +259,13 @@ class DiskCache:
             ledger_tmp = ledger.with_suffix(".tmp")
             ledger_tmp.write_text(str(used + file.stat().st_size))
             os.replace(ledger_tmp, ledger)
+        return True
 
 
-def normalise(batch_uint8: Tensor) -> Tensor:
-    """uint8 (B, 3, H, W) -> float, ImageNet-normalised."""
-    return (batch_uint8.float() / 255.0 - _MEAN) / _STD
+def normalise(batch_uint8: Tensor, out: Tensor | None = None) -> Tensor:
+    """uint8 (B, 3, H, W) -> float, ImageNet-normalised, in place on one float buffer (`out` if given)."""
+    out = batch_uint8.float() if out is None else out.copy_(batch_uint8)
+    return out.div_(255.0).sub_(_MEAN).div_(_STD)
 
 
 def downscale(image: Tensor, max_side: int | None) -> Tensor:

@@ -15,7 +15,8 @@ from itertools import count
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from metalearn.task import Batch
 from metalearn_iqa.data.records import DatasetError
@@ -41,11 +42,22 @@ class CropSpec:
 
 def make_batch(store: ImageStore, spec: CropSpec) -> Batch:
     """The normalised crops (B, 3, size, size) and float32 scores (B,) that `spec` describes."""
-    crops = []
-    for path, (top, left, flip) in zip(spec.paths, spec.boxes):
-        crop = fit(store(path), spec.size)[:, top : top + spec.size, left : left + spec.size]
-        crops.append(crop.flip(-1) if flip else crop)
-    return normalise(torch.stack(crops)), torch.tensor(spec.scores, dtype=torch.float32)
+    size = spec.size
+    crops = torch.empty((len(spec.paths), 3, size, size), dtype=torch.uint8)
+    for out, path, (top, left, flip) in zip(crops, spec.paths, spec.boxes):
+        crop = fit(store(path), size)[:, top : top + size, left : left + size]
+        out.copy_(crop.flip(-1) if flip else crop)
+    scores = torch.tensor(spec.scores, dtype=torch.float32)
+    if get_worker_info() is None:
+        return normalise(crops), scores
+    inputs = _shared_float(crops.shape)  # written once, handed to the main process without a copy
+    return normalise(crops, out=inputs), scores
+
+
+def _shared_float(shape: torch.Size) -> Tensor:
+    """An uninitialised float32 tensor in shared memory (as DataLoader's own collation allocates batches)."""
+    storage = torch.empty(0)._typed_storage()._new_shared(shape.numel())
+    return torch.empty(0).new(storage).view(shape)
 
 
 class _Batches(Dataset):
