@@ -265,17 +265,24 @@ class DiskCache:
 def normalise(batch_uint8: Tensor, out: Tensor | None = None) -> Tensor:
     """uint8 (B, 3, H, W) -> float, ImageNet-normalised, in place on one float buffer (`out` if given)."""
     out = batch_uint8.float() if out is None else out.copy_(batch_uint8)
-    return out.div_(255.0).sub_(_MEAN).div_(_STD)
+    return out.div_(255.0).sub_(_MEAN.to(out.device)).div_(_STD.to(out.device))
+
+
+def downscaled_shape(shape: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+    """The (height, width) `downscale` gives an image of `shape`."""
+    h, w = shape
+    if max_side is None or max(h, w) <= max_side:
+        return h, w
+    scale = max_side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 def downscale(image: Tensor, max_side: int | None) -> Tensor:
     """Shrink (anti-aliased, aspect ratio kept) so the longest side is at most `max_side`; None or small: as is."""
-    h, w = image.shape[-2:]
-    if max_side is None or max(h, w) <= max_side:
+    size = downscaled_shape(tuple(image.shape[-2:]), max_side)  # type: ignore[arg-type]
+    if size == tuple(image.shape[-2:]):
         return image
-    scale = max_side / max(h, w)
-    size = [max(1, round(h * scale)), max(1, round(w * scale))]
-    return TF.resize(image, size, interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    return TF.resize(image, list(size), interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
 
 
 def random_flip(image: Tensor, generator: torch.Generator) -> Tensor:
