@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import json
@@ -302,16 +303,19 @@ def prior_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return model_options(func)
 
 
+WORKERS_OPTION = click.option(
+    "--workers",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="DataLoader worker processes that decode and build batches ahead (same results for any N).",
+)
+
+
 def loader_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """How training batches are built (train, lodo, cross, demo): worker processes and the image cache."""
     options = [
-        click.option(
-            "--workers",
-            type=click.IntRange(0),
-            default=0,
-            show_default=True,
-            help="DataLoader worker processes building training batches ahead (same batches for any N).",
-        ),
+        WORKERS_OPTION,
         click.option(
             "--image-cache",
             type=click.Path(file_okay=False),
@@ -693,6 +697,7 @@ def _collect_images(inputs: tuple[str, ...]) -> list[Path]:
     default=None,
     help="Write a gradient map (d score / d pixel) per image into this folder.",
 )
+@WORKERS_OPTION
 @friendly_errors
 def predict(
     inputs: tuple[str, ...],
@@ -702,6 +707,7 @@ def predict(
     max_side: int | None,
     csv_out: str | None,
     saliency: str | None,
+    workers: int,
 ) -> None:
     """Predict a quality score (higher = better, about 0..1) for each image or every image in a folder."""
     import csv
@@ -714,7 +720,7 @@ def predict(
     if saliency:
         _writable_folder(Path(saliency), "--saliency")
     path = _resolve_checkpoint(checkpoint)
-    config = _eval_config(crop, crops, max_side, PHOTO_SIDE)
+    config = dataclasses.replace(_eval_config(crop, crops, max_side, PHOTO_SIDE), workers=workers)
     model = load_prior(path)
     images = _collect_images(inputs)
     scores = predict_records(model, [str(p) for p in images], config)

@@ -69,3 +69,22 @@ def test_a_bad_image_decoded_in_a_worker_is_a_one_line_error(
     with pytest.raises(DatasetError, match=r"broken\.png: cannot decode image") as caught:
         predict_records(model, [*photos, str(bad)], EvalConfig(batch_size=4, workers=2))
     assert "\n" not in str(caught.value)
+
+
+def test_predict_from_the_cli_prints_the_same_scores_with_workers(
+    photos: list[str], model: torch.nn.Module, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from metalearn.cli import main
+    from metalearn_iqa.model import save_model
+
+    save_model(model, model.config, tmp_path / "m.pt")  # type: ignore[arg-type]
+    folder = str(Path(photos[0]).parent)
+    outputs = []
+    for workers in ("0", "2"):
+        args = ["iqa", "predict", folder, "--checkpoint", str(tmp_path / "m.pt"), "--workers", workers]
+        result = CliRunner().invoke(main, args, catch_exceptions=True)
+        assert result.exit_code == 0, result.output
+        outputs.append(result.output)
+    assert outputs[0] == outputs[1] and len(outputs[0].splitlines()) == len(photos)
