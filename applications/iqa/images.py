@@ -190,7 +190,8 @@ class DiskCache:
 
     A file is named by the image's path, size and modification time, so an edited image is decoded again;
     it is written to a temporary name and renamed, and admitted under a file lock that keeps the byte total
-    (`ledger`) within the bound whatever the number of writers.
+    (`ledger`) within the bound whatever the number of writers. Each process keeps up to `OPEN_MAPS` maps
+    open, so within one run an image reads as it was when first read.
     """
 
     LEDGER = "bytes.txt"
