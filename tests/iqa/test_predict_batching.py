@@ -88,3 +88,14 @@ def test_predict_from_the_cli_prints_the_same_scores_with_workers(
         assert result.exit_code == 0, result.output
         outputs.append(result.output)
     assert outputs[0] == outputs[1] and len(outputs[0].splitlines()) == len(photos)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_predict_on_cuda_equals_the_cpu(photos: list[str], model: torch.nn.Module) -> None:
+    """uint8 pinned, moved, normalised on the device: the same scores as on the CPU."""
+    import copy
+
+    config = EvalConfig(max_side=64, batch_size=4, workers=1)
+    on_cpu = predict_records(model, photos, config)
+    on_gpu = predict_records(copy.deepcopy(model).cuda(), photos, config)
+    assert on_gpu == pytest.approx(on_cpu, abs=1e-3)
