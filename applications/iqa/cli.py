@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import json
@@ -328,6 +329,53 @@ def prior_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return model_options(func)
 
 
+WORKERS_OPTION = click.option(
+    "--workers",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="DataLoader worker processes that decode and build batches ahead (same results for any N).",
+)
+
+
+def loader_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """How training batches are built (train, lodo, cross, demo): worker processes and the image cache."""
+    options = [
+        WORKERS_OPTION,
+        click.option(
+            "--image-cache",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Folder of decoded images (memory-mapped, shared by workers, reused by later runs) "
+            "[with --workers: ~/.cache/metalearn/images; without: in RAM, at most 2 GiB].",
+        ),
+        click.option(
+            "--image-cache-gb",
+            type=click.FloatRange(0),
+            default=32.0,
+            show_default=True,
+            help="Bound on the image cache folder; images past it are decoded from their files each time.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _image_store(kw: dict[str, Any]):  # noqa: ANN202
+    """The ImageStore the loader options describe (removed from `kw`)."""
+    from metalearn_iqa.images import ImageStore
+    from metalearn_iqa.paths import default_cache_dir
+
+    workers, folder, gb = kw.pop("workers"), kw.pop("image_cache"), kw.pop("image_cache_gb")
+    if folder is None and workers:
+        folder = default_cache_dir()
+    if folder is None:
+        return ImageStore(workers=workers)
+    _writable_folder(Path(folder), "--image-cache")
+    return ImageStore(max_bytes=int(gb * 1024**3), cache_dir=folder, workers=workers)
+
+
 def _init(backbone: str, pretrained: bool | None, weights: str | None) -> str:
     """The backbone init: ImageNet for resnet18 and scratch for small, unless --weights/--no-pretrained say."""
     if weights and pretrained is not None:
@@ -532,6 +580,7 @@ def _check_images(records: list[IQARecord]) -> None:
     show_default=True,
     help="Save a resumable checkpoint every N iterations (also at the end and on SIGINT/SIGTERM).",
 )
+@loader_options
 @overwrite_option
 @torchrun_command
 @friendly_errors
@@ -557,7 +606,13 @@ def train(
     excluded = set(_parse_types(exclude_types, "--exclude-types"))
     records = [r for r in _load_many(datasets, roots) if r.distortion not in excluded]
     train_prior(
-        config, records, out_dir, resume=resume, overwrite=overwrite, checkpoint_every=checkpoint_every
+        config,
+        records,
+        out_dir,
+        resume=resume,
+        overwrite=overwrite,
+        checkpoint_every=checkpoint_every,
+        store=_image_store(kw),
     )
     summary = on_main(lambda: json.loads((out_dir / SUMMARY_FILE).read_text()))  # rank 0 wrote it
     click.echo(
@@ -679,6 +734,7 @@ def _collect_images(inputs: tuple[str, ...]) -> list[Path]:
     default=None,
     help="Write a gradient map (d score / d pixel) per image into this folder.",
 )
+@WORKERS_OPTION
 @friendly_errors
 def predict(
     inputs: tuple[str, ...],
@@ -688,6 +744,7 @@ def predict(
     max_side: int | None,
     csv_out: str | None,
     saliency: str | None,
+    workers: int,
 ) -> None:
     """Predict a quality score (higher = better, about 0..1) for each image or every image in a folder."""
     import csv
@@ -700,7 +757,7 @@ def predict(
     if saliency:
         _writable_folder(Path(saliency), "--saliency")
     path = _resolve_checkpoint(checkpoint)
-    config = _eval_config(crop, crops, max_side, PHOTO_SIDE)
+    config = dataclasses.replace(_eval_config(crop, crops, max_side, PHOTO_SIDE), workers=workers)
     model = load_prior(path)
     images = _collect_images(inputs)
     scores = predict_records(model, [str(p) for p in images], config)
@@ -760,6 +817,7 @@ def _write_saliency(model: Any, images: list[Path], folder: Path, config: EvalCo
 @view_options
 @click.option("--out", type=click.Path(), default=None, help="[outputs/lodo-DATASET-ALGO]")
 @click.option("--resume", is_flag=True, help="Continue the folds' runs (same settings).")
+@loader_options
 @overwrite_option
 @torchrun_command
 @friendly_errors
@@ -797,7 +855,8 @@ def lodo(
     out_dir = Path(out) if out else default_output_dir() / f"lodo-{dataset}-{prior.algorithm}"
     _writable_folder(out_dir, "--out")
     with lock_run_dir(out_dir):  # a second command on this folder fails at once
-        result = run_lodo(_load(dataset, root), config, out_dir, resume=resume, overwrite=overwrite)
+        records, store = _load(dataset, root), _image_store(kw)
+        result = run_lodo(records, config, out_dir, resume=resume, overwrite=overwrite, store=store)
     click.echo(result["table"])
     click.echo(f"results -> {out_dir}")
 
@@ -828,6 +887,7 @@ def lodo(
 @view_options
 @click.option("--out", type=click.Path(), default=None, help="[outputs/cross-TARGET-ALGO]")
 @click.option("--resume", is_flag=True, help="Continue the prior's run (same settings).")
+@loader_options
 @overwrite_option
 @torchrun_command
 @friendly_errors
@@ -870,13 +930,15 @@ def cross(
     name = f"cross-{target}-{provenance['algorithm']}"
     out_dir = _writable_folder(Path(out) if out else default_output_dir() / name, "--out")
     with lock_run_dir(out_dir):  # a second command on this folder fails at once
-        target_records = _load(target, target_root)
+        target_records, store = _load(target, target_root), _image_store(kw)
         if prior_path:
             prior = load_prior(prior_path)
         else:
             records = _load_many(prior_datasets or ("synthetic",), prior_roots)
-            prior, _ = train_prior(config, records, out_dir / "prior", resume=resume, overwrite=overwrite)
-        result = run_cross(prior, target_records, cross_config, out_dir, target, name, provenance)
+            prior, _ = train_prior(
+                config, records, out_dir / "prior", resume=resume, overwrite=overwrite, store=store
+            )
+        result = run_cross(prior, target_records, cross_config, out_dir, target, name, provenance, store)
     click.echo(result["table"])
     click.echo(f"results -> {out_dir}")
 
@@ -890,9 +952,10 @@ def cross(
     "--epochs", type=click.FloatRange(min=0, min_open=True), default=None, help="Override the priors' budget."
 )
 @click.option("--resume", is_flag=True, help="Reuse finished priors in the output folder.")
+@loader_options
 @overwrite_option
 @friendly_errors
-def demo(out: str | None, seeds: str, epochs: float | None, resume: bool, overwrite: bool) -> None:
+def demo(out: str | None, seeds: str, epochs: float | None, resume: bool, overwrite: bool, **kw: Any) -> None:
     """On the embedded synthetic database: train a MetaIQA prior and the fair baseline, compare them."""
     from metalearn_iqa.demo import DemoConfig, run_demo
     from metalearn_iqa.paths import default_output_dir
@@ -905,5 +968,5 @@ def demo(out: str | None, seeds: str, epochs: float | None, resume: bool, overwr
     _run_mode(resume, overwrite)
     out_dir = _writable_folder(Path(out) if out else default_output_dir() / "demo", "--out")
     with lock_run_dir(out_dir):  # a second command on this folder fails at once
-        result = run_demo(config, out_dir, resume=resume, overwrite=overwrite)
+        result = run_demo(config, out_dir, resume=resume, overwrite=overwrite, store=_image_store(kw))
     click.echo(result["table"])

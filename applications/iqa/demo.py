@@ -260,7 +260,11 @@ def _f3(value: float) -> str:
 
 
 def run_demo(
-    config: DemoConfig, out_dir: Path, resume: bool = False, overwrite: bool = False
+    config: DemoConfig,
+    out_dir: Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    store: ImageStore | None = None,
 ) -> dict[str, Any]:
     """Generate (or reuse) the database, choose the baseline's rate, train every prior per seed, compare.
 
@@ -270,7 +274,7 @@ def run_demo(
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads)
     records = load_synthetic(default_root(config.synthetic), config.synthetic)
-    store = ImageStore(capacity=len(records) + 16)
+    store = store if store is not None else ImageStore(capacity=len(records) + 16)
     first = split_contents(records, config, config.seeds[0])
     print(
         f"synthetic database: {len(records)} images, {len({r.reference for r in records})} contents; "

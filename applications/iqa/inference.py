@@ -19,20 +19,29 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import StepLR
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from metalearn import DivergedError, mse_loss
 from metalearn.checkpoint import first_nonfinite
 from metalearn.task import Batch
 from metalearn_iqa.data.records import DatasetError, IQARecord
-from metalearn_iqa.images import ImageStore, centre_crop, downscale, five_crops, normalise
+from metalearn_iqa.images import (
+    ImageStore,
+    centre_crop,
+    downscale,
+    downscaled_shape,
+    five_crops,
+    image_shape,
+    normalise,
+)
 from metalearn_iqa.metrics import evaluate_scores
 from metalearn_iqa.tasks import training_batches
 
@@ -58,13 +67,16 @@ class EvalConfig:
 
     With a crop, `crops=1` takes the centre crop and `crops=5` the mean over the four corners and the centre.
     `max_side` first downscales images whose longest side exceeds it (None: native size). `batch_size`
-    images are scored at a time; views of equal size share a forward pass.
+    images are scored at a time, taken in order of size, so that views of equal size share a forward pass.
+    `workers` > 0 decodes in that many DataLoader worker processes, overlapping the forward passes (then
+    up to `workers` + 1 batches of decoded images are held, instead of one).
     """
 
     crop: int | None = None
     crops: int = 1
     max_side: int | None = None
     batch_size: int = 16
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if self.crops not in (1, 5):
@@ -77,6 +89,8 @@ class EvalConfig:
             raise ValueError(f"max_side must be at least 32 pixels, got {self.max_side}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be at least 0, got {self.workers}")
 
 
 def scoring_views(image: Tensor, config: EvalConfig) -> list[Tensor]:
@@ -88,18 +102,71 @@ def scoring_views(image: Tensor, config: EvalConfig) -> list[Tensor]:
 
 
 def _score_views(model: nn.Module, views: list[list[Tensor]], device: torch.device) -> list[float]:
-    """Mean score over each image's views; views of the same size go through the model together."""
+    """Mean score over each image's views; views of the same size go through the model together.
+
+    Images travel as uint8 (pinned on CUDA) and are normalised on `device`; one synchronisation per batch.
+    """
     by_shape: dict[tuple[int, ...], list[tuple[int, Tensor]]] = defaultdict(list)
     for index, image_views in enumerate(views):
         for view in image_views:
             by_shape[tuple(view.shape)].append((index, view))
-    totals = torch.zeros(len(views), dtype=torch.float64)
+    outputs, owners = [], []
     for members in by_shape.values():
-        batch = normalise(torch.stack([view for _, view in members])).to(device)
-        out = model(batch).double().cpu().view(-1)
-        totals.index_add_(0, torch.tensor([index for index, _ in members]), out)
+        batch = torch.stack([view for _, view in members])
+        if device.type == "cuda":
+            batch = batch.pin_memory()
+        outputs.append(model(normalise(batch.to(device, non_blocking=True))).view(-1))
+        owners += [index for index, _ in members]
+    totals = torch.zeros(len(views), dtype=torch.float64)
+    totals.index_add_(0, torch.tensor(owners), torch.cat(outputs).double().cpu())
     counts = torch.tensor([len(v) for v in views], dtype=torch.float64)
     return (totals / counts).tolist()
+
+
+class _DecodedViews(Dataset):
+    """One batch of paths -> their scoring views (run in DataLoader workers by `predict_records`)."""
+
+    def __init__(self, paths: Sequence[str], config: EvalConfig) -> None:
+        self.paths, self.config = paths, config
+
+    def __getitem__(self, batch: list[int]) -> list[list[Tensor]] | str:
+        store = ImageStore(capacity=len(batch))
+        try:
+            return [scoring_views(store(self.paths[i]), self.config) for i in batch]
+        except DatasetError as exc:
+            return str(exc)
+
+
+def _size_order(paths: Sequence[str], config: EvalConfig) -> list[int]:
+    """Indices of `paths` by the size they are scored at (header reads), so equal sizes share batches."""
+    if config.crop is not None:
+        return list(range(len(paths)))  # every view is crop x crop
+    return sorted(range(len(paths)), key=lambda i: downscaled_shape(image_shape(paths[i]), config.max_side))
+
+
+def _view_batches(
+    paths: Sequence[str], config: EvalConfig, store: ImageStore | None
+) -> Iterator[tuple[list[int], list[list[Tensor]]]]:
+    """(indices, views) per batch of `config.batch_size` images, decoded in-process or in workers."""
+    order = _size_order(paths, config)
+    batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    if store is not None or not config.workers:
+        store = store if store is not None else ImageStore(capacity=config.batch_size)
+        for batch in batches:
+            yield batch, [scoring_views(store(paths[i]), config) for i in batch]
+        return
+    loader = DataLoader(
+        _DecodedViews(paths, config),
+        sampler=batches,
+        batch_size=None,
+        num_workers=config.workers,
+        prefetch_factor=1,
+        generator=torch.Generator(),
+    )
+    for batch, views in zip(batches, loader):
+        if isinstance(views, str):
+            raise DatasetError(views)
+        yield batch, views
 
 
 @torch.no_grad()
@@ -113,22 +180,23 @@ def predict_records(
     """Predicted quality (higher = better) per record or image path, model in eval mode.
 
     Without a `store`, at most one batch of decoded full-size images is held at a time (each image is read
-    once, and camera photos add up); a caller's store, shared with training, keeps its own capacity.
+    once, and camera photos add up; `workers` decode ahead: one batch each); a caller's store, shared with
+    training, keeps its own capacity.
     """
-    store = store if store is not None else ImageStore(capacity=config.batch_size)
     paths = [r if isinstance(r, str) else r.path for r in records]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    scores: list[float] = []
+    scores = np.zeros(len(paths), dtype=np.float64)
     try:
-        for start in tqdm(range(0, len(paths), config.batch_size), desc="predict", disable=not progress):
-            batch = paths[start : start + config.batch_size]
-            views = [scoring_views(store(path), config) for path in batch]
-            scores.extend(_finite(_score_views(model, views, device), batch))
+        batches = _view_batches(paths, config, store)
+        for batch, views in tqdm(
+            batches, total=-(-len(paths) // config.batch_size), desc="predict", disable=not progress
+        ):
+            scores[batch] = _finite(_score_views(model, views, device), [paths[i] for i in batch])
     finally:
         model.train(was_training)
-    return np.asarray(scores, dtype=np.float64)
+    return scores
 
 
 def _finite(scores: list[float], paths: Sequence[str]) -> list[float]:

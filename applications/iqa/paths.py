@@ -13,6 +13,13 @@ def default_output_dir() -> Path:
     return Path(os.environ.get("METALEARN_OUTPUT", "outputs"))
 
 
+def default_cache_dir() -> Path:
+    """`$METALEARN_CACHE`, else `$XDG_CACHE_HOME/metalearn/images` (`~/.cache/...`): decoded training images."""
+    if "METALEARN_CACHE" in os.environ:
+        return Path(os.environ["METALEARN_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "metalearn" / "images"
+
+
 def newest_prior(root: Path | None = None) -> Path | None:
     """The most recently written `prior.pt` below `root`, or None."""
     root = root or default_output_dir()

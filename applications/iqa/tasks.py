@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from metalearn import Task
 from metalearn.task import Batch
 from metalearn_iqa.data.records import DatasetError, IQARecord
-from metalearn_iqa.images import ImageStore, normalise, random_crop, random_flip
+from metalearn_iqa.images import ImageStore, fit_shape
+from metalearn_iqa.loader import CropSpec
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class CropBatches:
         self.batch_size = batch_size
         self.n_batches = n_batches
         self.generator = torch.Generator().manual_seed(seed)
+        self._prepared: list[CropSpec] | None = None
 
     def __len__(self) -> int:
         if self.n_batches is None:
@@ -75,13 +78,26 @@ class CropBatches:
         return self.n_batches
 
     def __iter__(self) -> Iterator[Batch]:
+        specs, self._prepared = self._prepared, None
+        if specs is None:
+            specs = self.store.loader.submit(self._draw_pass())
+        for spec in specs:
+            yield self._batch(spec)
+
+    def prepare(self) -> list[CropSpec]:
+        """Draw the next pass now, for a loader to build ahead (the pass the next `iter` gives)."""
+        if self._prepared is None:
+            self._prepared = self._draw_pass()
+        return self._prepared
+
+    def _draw_pass(self) -> list[CropSpec]:
+        """Every random draw of one pass, in the order the in-line crops once drew them."""
         picks = (
             epoch_batches(len(self.records), self.batch_size, self.generator)
             if self.n_batches is None
             else (self._draw() for _ in range(self.n_batches))
         )
-        for indices in picks:
-            yield self._batch(indices)
+        return [self._spec(indices) for indices in picks]
 
     def _draw(self) -> list[int]:
         """Indices of one randomly drawn batch."""
@@ -90,16 +106,36 @@ class CropBatches:
             return torch.randperm(n, generator=g)[: self.batch_size].tolist()
         return torch.randint(n, (self.batch_size,), generator=g).tolist()  # BatchNorm needs a full batch
 
-    def _batch(self, indices: list[int]) -> Batch:
-        """Normalised random crops (randomly flipped) of the records at `indices`, and their scores."""
-        crops = [
-            random_flip(
-                random_crop(self.store(self.records[i].path), self.crop, self.generator), self.generator
-            )
-            for i in indices
-        ]
-        scores = torch.tensor([self.records[i].score for i in indices], dtype=torch.float32)
-        return normalise(torch.stack(crops)), scores
+    def _spec(self, indices: list[int]) -> CropSpec:
+        """Where the random crops (randomly mirrored) of the records at `indices` lie."""
+        boxes = []
+        for i in indices:
+            h, w = fit_shape(*self.store.shape(self.records[i].path), self.crop)
+            top = int(torch.randint(h - self.crop + 1, (1,), generator=self.generator))
+            left = int(torch.randint(w - self.crop + 1, (1,), generator=self.generator))
+            flip = bool(torch.rand((), generator=self.generator) < 0.5)
+            boxes.append((top, left, flip))
+        paths = tuple(self.records[i].path for i in indices)
+        return CropSpec(paths, tuple(boxes), self.crop, tuple(self.records[i].score for i in indices))
+
+    def _batch(self, spec: CropSpec) -> Batch:
+        """Normalised crops and scores of one batch (built ahead by a loader worker, or now)."""
+        return self.store.loader.get(spec)
+
+
+def prefetch(tasks: Sequence[Task]) -> list[Task]:
+    """Hand the first pass of every task's sets to their loader, in the order algorithms use them."""
+    by_loader: dict[int, tuple[Any, list[CropBatches]]] = {}
+    for task in tasks:
+        for data in (task.support, task.query):
+            fresh = all(data is not seen for _, sets in by_loader.values() for seen in sets)
+            if isinstance(data, CropBatches) and data._prepared is None and fresh:
+                by_loader.setdefault(id(data.store), (data.store.loader, []))[1].append(data)
+    for loader, sets in by_loader.values():
+        keyed = iter(loader.submit([spec for data in sets for spec in data.prepare()], fresh=True))
+        for data in sets:
+            data._prepared = [next(keyed) for _ in data._prepared]  # type: ignore[union-attr]
+    return list(tasks)
 
 
 def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
@@ -177,7 +213,7 @@ class DistortionTaskSampler:
             picks = torch.randperm(len(self.types), generator=generator)[:n].tolist()
         else:
             picks = torch.randint(len(self.types), (n,), generator=generator).tolist()
-        return [self.task(self.types[i], generator) for i in picks]
+        return prefetch([self.task(self.types[i], generator) for i in picks])
 
 
 def training_batches(
@@ -211,4 +247,4 @@ class PooledBatchSampler:
             cfg = self.config
             batch = CropBatches(self.records, self.store, cfg.crop, cfg.batch_size, 1, _seed(generator))
             tasks.append(Task(support=batch, query=batch, name="pooled"))
-        return tasks
+        return prefetch(tasks)

@@ -46,8 +46,8 @@ def test_whole_images_reach_the_model_by_default(mixed: list[IQARecord]) -> None
     spy = SizeSpy()
     scores = predict_records(spy, mixed, EvalConfig(batch_size=4))
     assert spy.sizes() == {(40, 60), (50, 30)}
-    # equal sizes share a forward pass, never more than one batch of images at a time
-    assert [s[0] for s in spy.shapes] == [2, 2, 2, 2, 2]
+    # images are batched in order of size, so equal sizes share a forward pass; one batch at a time
+    assert [s[0] for s in spy.shapes] == [4, 2, 2, 2]
     whole = [float(normalise(read_image(r.path)[None]).mean()) for r in mixed]
     assert scores == pytest.approx(whole, abs=1e-5)  # every pixel counted: nothing was cropped away
     metrics, pred = evaluate_records(spy, mixed)

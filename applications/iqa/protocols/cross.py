@@ -99,12 +99,14 @@ def run_cross(
     name: str,
     stem: str,
     provenance: Mapping[str, str] | None = None,
+    store: ImageStore | None = None,
 ) -> dict[str, Any]:
     """Fine-tune `prior` on each split's training part and test on the rest; mean and std over repeats.
 
-    `provenance` (algorithm, init, prior path) goes into the report as is.
+    `provenance` (algorithm, init, prior path) goes into the report as is. One `store` (default: in RAM,
+    bounded by `images.RAM_BYTES`) serves every split, so each image is decoded once.
     """
-    store = ImageStore(capacity=max(4096, len(target)))
+    store = store if store is not None else ImageStore()
     parts = [split_target(target, config, repeat) for repeat in range(config.repeats)]  # fail before training
     splits = []
     for repeat, (train, test) in enumerate(parts):

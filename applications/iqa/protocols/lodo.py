@@ -93,13 +93,15 @@ def run_lodo(
     out_dir: str | Path,
     resume: bool = False,
     overwrite: bool = False,
+    store: ImageStore | None = None,
 ) -> dict[str, Any]:
     """Train one prior per fold and score each held-out type zero-shot (and fine-tuned if asked).
 
-    `resume` continues the folds' runs, `overwrite` replaces them (see `train_prior`).
+    `resume` continues the folds' runs, `overwrite` replaces them (see `train_prior`). One `store` (default:
+    in RAM, bounded by `images.RAM_BYTES`) serves every fold, so each image is decoded once.
     """
     out = Path(out_dir)
-    store = ImageStore(capacity=max(4096, len(records)))
+    store = store if store is not None else ImageStore()
     zero_shot: dict[str, dict[str, Any]] = {}
     finetuned: dict[str, dict[str, Any]] = {}
     curves: dict[str, list[tuple[int, float]]] = {}
