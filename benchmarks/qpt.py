@@ -13,7 +13,8 @@ plain baseline and MetaIQA priors, and its fine-tuning on the held-out types, fo
 Seeds run in parallel processes (`--jobs`), one thread each; each seed's readings are written to
 `OUT/seedN/readings.json` and reused by a later run, as are finished priors and QPT backbones.
 
-nice -n 19 python benchmarks/qpt.py --seeds 0 1 2 --qpt-iterations 400 --jobs 3 --out runs/qpt
+nice -n 19 python benchmarks/qpt.py --seeds 0 1 2 --qpt-iterations 300 --jobs 3 --out runs/qpt \
+    --reuse-demo docs/results/demo-seeds/demo.json     # baseline and MetaIQA as `benchmarks/demo_seeds.py` measured them
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from metalearn.runs import settings_diff
 from metalearn_iqa.data.synthetic import default_root, load_synthetic
 from metalearn_iqa.demo import (
     DemoConfig,
@@ -92,8 +94,11 @@ def finetuned_only(
     return {"seen_srocc": math.nan, "zero_shot": {}, "finetuned": tuned}
 
 
-def run_seed(seed: int, rate: float, qpt_iterations: int, out: Path, epochs: float) -> dict[str, Any]:
-    """Every method's readings for one seed (its own content split, initialisations and sampling)."""
+def run_seed(
+    seed: int, rate: float, qpt_iterations: int, out: Path, epochs: float, reused: dict[str, Any]
+) -> dict[str, Any]:
+    """Every method's readings for one seed (its own content split, initialisations and sampling);
+    `reused` holds readings of `baseline`/`metaiqa` measured before by the demo's code on this seed."""
     readings_file = out / f"seed{seed}" / READINGS
     if readings_file.is_file():
         return json.loads(readings_file.read_text())
@@ -107,6 +112,7 @@ def run_seed(seed: int, rate: float, qpt_iterations: int, out: Path, epochs: flo
     folder = out / f"seed{seed}"
     partial = folder / PARTIAL
     readings: dict[str, Any] = json.loads(partial.read_text()) if partial.is_file() else {}
+    readings |= reused
     for method in METHODS:
         if method in readings:
             continue
@@ -150,6 +156,30 @@ def run_seed(seed: int, rate: float, qpt_iterations: int, out: Path, epochs: flo
     return json.loads(text)  # as a later run reads it back (type numbers as strings)
 
 
+def demo_readings(path: Path, seed: int) -> dict[str, Any]:
+    """The baseline's and MetaIQA's readings for `seed` from a demo report (`demo.json` of `metalearn iqa
+    demo` or `benchmarks/demo_seeds.py`): the same priors and evaluation this script would compute."""
+    report = json.loads(path.read_text())
+    ignore = ("seeds", "threads")
+    expected = json.loads(json.dumps(dataclasses.asdict(DemoConfig()), default=str))
+    diffs = settings_diff(
+        {k: v for k, v in report["config"].items() if k not in ignore},
+        {k: v for k, v in expected.items() if k not in ignore},
+    )
+    if diffs:
+        raise SystemExit(
+            f"{path}: another demo configuration ({'; '.join(diffs)}); cannot reuse its readings"
+        )
+    found = {}
+    for method in ("baseline", "metaiqa"):
+        run = next((r for r in report["runs"][method] if r["seed"] == seed), None)
+        if run is None:
+            raise SystemExit(f"{path}: no {method} run for seed {seed}")
+        found[method] = {k: run[k] for k in ("seen_srocc", "zero_shot", "finetuned")}
+        found[method] |= {"train_seconds": math.nan, "seconds": math.nan, "reused": str(path)}
+    return found
+
+
 def summarise(per_seed: list[dict[str, Any]], held_out: tuple[int, ...]) -> dict[str, dict[str, Any]]:
     """Per method, over the seeds that measured it."""
     summary = {}
@@ -165,6 +195,7 @@ def summarise(per_seed: list[dict[str, Any]], held_out: tuple[int, ...]) -> dict
             "per_type_finetuned": {k: mean_std([r["finetuned"][str(k)] for r in rs])[0] for k in held_out},
             "train_seconds": float(np.mean([r["train_seconds"] for r in rs])),
             "seeds": len(rs),
+            "reused": rs[0].get("reused"),
         }
     return summary
 
@@ -199,15 +230,20 @@ def render(
     rows = [
         [m, what[m], "n/a" if m in HEADLESS else _pm(s["seen_srocc"]), _pm(s["finetuned"])]
         + [f"{s['per_type_finetuned'][k]:.3f}" for k in held_out]
-        + [f"{s['train_seconds']:.0f}"]
+        + ["reused" if math.isnan(s["train_seconds"]) else f"{s['train_seconds']:.0f}", s["seeds"]]
         for m, s in summary.items()
     ]
     header = ["init", "pre-training", "seen types (held-out contents)", "held-out types, fine-tuned"]
-    header += [f"{k} {_type_name(k)}" for k in held_out] + ["prior s"]
+    header += [f"{k} {_type_name(k)}" for k in held_out] + ["prior s", "seeds"]
     lines = [
         f"SROCC, mean ± std over seeds {seeds}; per-type columns: fine-tuned, mean over seeds; n/a: no "
         "trained quality head before fine-tuning; prior s: seconds to make the initialisation, per seed."
     ]
+    reused = sorted({s["reused"] for s in summary.values() if s.get("reused")})
+    if reused:
+        lines.append(
+            f"baseline and metaiqa: the demo's readings of the same seeds, reused from {', '.join(reused)}."
+        )
     for m in ("qpt", "qpt+metaiqa", "metaiqa", "scratch"):
         if (
             m not in summary
@@ -240,6 +276,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=3, help="Seeds run at once (one thread each).")
     parser.add_argument("--out", type=Path, default=Path("runs/qpt"))
     parser.add_argument(
+        "--reuse-demo",
+        type=Path,
+        default=None,
+        help="Take the baseline's and MetaIQA's readings per seed from this demo.json instead of training "
+        "them again (they must come from the same DemoConfig; e.g. docs/results/demo-seeds/demo.json).",
+    )
+    parser.add_argument(
         "--report-only", action="store_true", help="Tabulate what the seeds' folders hold now; train nothing."
     )
     args = parser.parse_args()
@@ -254,7 +297,17 @@ def main() -> None:
         rate = rates["baseline"]
     elif not args.report_only:
         load_synthetic(default_root(config.synthetic), config.synthetic)  # generate once, before the workers
-    jobs = [(seed, rate, args.qpt_iterations, args.out, args.epochs) for seed in args.seeds]
+    jobs = [
+        (
+            seed,
+            rate,
+            args.qpt_iterations,
+            args.out,
+            args.epochs,
+            demo_readings(args.reuse_demo, seed) if args.reuse_demo else {},
+        )
+        for seed in args.seeds
+    ]
     if args.report_only:
         per_seed = [_read_seed(args.out / f"seed{seed}") for seed in args.seeds]
     else:
