@@ -103,3 +103,24 @@ def test_train_and_finetune_take_init(backbone: Path, kadid_root: Path, tmp_path
         "not a QPT backbone file",
     )
     assert_one_line_error(run("iqa", "finetune", *data, "--out", "x.pt"), "--checkpoint", "--init")
+
+
+def test_lodo_and_cross_train_their_priors_from_init(
+    backbone: Path, kadid_root: Path, tmp_path: Path
+) -> None:
+    data = ["--dataset", "kadid10k", "--root", str(kadid_root)]
+    init = ["--init", str(backbone)]
+    result = run(
+        "iqa", "lodo", *data, *TINY, *TRAIN, *init, "--types", "9", "--finetune-epochs", "0", "--out", "lodo"
+    )
+    assert result.exit_code == 0, result.output
+    cross = ["--prior-dataset", "kadid10k", "--prior-root", str(kadid_root), "--target", "kadid10k",
+             "--target-root", str(kadid_root), "--repeats", "1", "--finetune-epochs", "0"]  # fmt: skip
+    result = run("iqa", "cross", *cross, *TINY, *TRAIN, *init, "--out", "cross")
+    assert result.exit_code == 0, result.output
+    inits = [json.loads(p.read_text())["init"] for p in sorted(tmp_path.rglob("prior.json"))]
+    assert inits == [str(backbone)] * 2  # one lodo fold, one cross prior
+    given = tmp_path / "cross" / "prior" / "prior.pt"
+    assert_one_line_error(
+        run("iqa", "cross", *cross, *TINY, *TRAIN, *init, "--prior", str(given)), "--prior", "--init"
+    )
