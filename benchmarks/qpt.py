@@ -95,7 +95,13 @@ def finetuned_only(
 
 
 def run_seed(
-    seed: int, rate: float, qpt_iterations: int, out: Path, epochs: float, reused: dict[str, Any]
+    seed: int,
+    rate: float,
+    qpt_iterations: int,
+    out: Path,
+    epochs: float,
+    reused: dict[str, Any],
+    methods: tuple[str, ...] = METHODS,
 ) -> dict[str, Any]:
     """Every method's readings for one seed (its own content split, initialisations and sampling);
     `reused` holds readings of `baseline`/`metaiqa` measured before by the demo's code on this seed."""
@@ -113,7 +119,7 @@ def run_seed(
     partial = folder / PARTIAL
     readings: dict[str, Any] = json.loads(partial.read_text()) if partial.is_file() else {}
     readings |= reused
-    for method in METHODS:
+    for method in methods:
         if method in readings:
             continue
         t0 = time.perf_counter()
@@ -275,6 +281,7 @@ def main() -> None:
     parser.add_argument("--search-rate", action="store_true", help="Repeat the demo's rate search first.")
     parser.add_argument("--jobs", type=int, default=3, help="Seeds run at once (one thread each).")
     parser.add_argument("--out", type=Path, default=Path("runs/qpt"))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="[all]")
     parser.add_argument(
         "--reuse-demo",
         type=Path,
@@ -305,6 +312,7 @@ def main() -> None:
             args.out,
             args.epochs,
             demo_readings(args.reuse_demo, seed) if args.reuse_demo else {},
+            tuple(args.methods),
         )
         for seed in args.seeds
     ]
