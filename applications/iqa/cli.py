@@ -410,6 +410,7 @@ def _prior_config(kw: dict[str, Any]) -> PriorConfig:
     from metalearn_iqa.tasks import TaskConfig
 
     _check_device(kw["device"])
+    init = _checked_init(kw)
     return PriorConfig(
         algorithm=kw["algorithm"],
         epochs=kw["epochs"],
@@ -424,6 +425,7 @@ def _prior_config(kw: dict[str, Any]) -> PriorConfig:
         device=kw["device"],
         task=TaskConfig(crop=kw["train_crop"], batch_size=kw["batch_size"], batches=kw["inner_steps"]),
         model=_model_config(kw),
+        init=init,
     )
 
 
@@ -513,6 +515,29 @@ dataset_option = click.option(
 root_option = click.option(
     "--root", type=click.Path(), default=None, help="The database folder as published."
 )
+init_option = click.option(
+    "--init",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Start the backbone from a QPT backbone file (`metalearn iqa pretrain --method qpt`); the "
+    "quality head starts fresh. Excludes --pretrained/--weights.",
+)
+
+
+def _checked_init(kw: dict[str, Any]) -> str:
+    """The --init file ("" without one), checked against the network the options describe before any
+    work; with it the backbone starts from the file, so no ImageNet weights are fetched."""
+    path = kw.get("init")
+    if not path:
+        return ""
+    if kw.get("pretrained") is not None or kw.get("weights"):
+        flag = "--weights" if kw.get("weights") else "--pretrained/--no-pretrained"
+        raise CLIError(f"use either --init or {flag}, not both")
+    from metalearn_iqa.qpt.backbone import check_compatible, read_backbone
+
+    kw["pretrained"] = False
+    check_compatible(read_backbone(path)[1], _model_config(kw), path)
+    return str(path)
 
 
 @click.group()
@@ -567,6 +592,7 @@ def _check_images(records: list[IQARecord]) -> None:
 )
 @click.option("--exclude-types", default=None, help="Comma-separated distortion types to leave out.")
 @prior_options
+@init_option
 @click.option("--out", type=click.Path(), default=None, help="Run folder [outputs/prior-ALGO].")
 @click.option(
     "--resume",
@@ -623,7 +649,8 @@ def train(
 
 
 @iqa.command()
-@click.option("--checkpoint", type=click.Path(), required=True, help="A prior.pt (or its folder).")
+@click.option("--checkpoint", type=click.Path(), default=None, help="A prior.pt (or its folder).")
+@init_option
 @dataset_option
 @root_option
 @click.option(
@@ -642,7 +669,8 @@ def train(
 @click.option("--out", type=click.Path(), required=True, help="Where to save the fine-tuned model.")
 @friendly_errors
 def finetune(
-    checkpoint: str,
+    checkpoint: str | None,
+    init: str | None,
     dataset: str,
     root: str | None,
     epochs: int,
@@ -652,13 +680,16 @@ def finetune(
     seed: int,
     out: str,
 ) -> None:
-    """Fine-tune a prior with Adam for a number of epochs on every image of a (training) database."""
+    """Fine-tune a prior (or a QPT backbone with a fresh head, --init) with Adam on every image of a database."""
     from metalearn_iqa.inference import FinetuneConfig
     from metalearn_iqa.inference import finetune as run_finetune
     from metalearn_iqa.prior import load_prior
+    from metalearn_iqa.qpt.backbone import model_from_backbone
 
+    if bool(checkpoint) == bool(init):
+        raise CLIError("give either --checkpoint (a prior) or --init (a QPT backbone), one of them")
     _writable_file(Path(out), "--out")
-    prior = load_prior(checkpoint)
+    prior = load_prior(checkpoint) if checkpoint else model_from_backbone(str(init), seed)
     records = _load(dataset, root)
     config = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, crop=train_crop, seed=seed)
     tuned = run_finetune(prior, records, config)
@@ -813,6 +844,7 @@ def _write_saliency(model: Any, images: list[Path], folder: Path, config: EvalCo
 @root_option
 @click.option("--types", default=None, help="Comma-separated types to hold out one at a time [all].")
 @prior_options
+@init_option
 @finetune_options
 @view_options
 @click.option("--out", type=click.Path(), default=None, help="[outputs/lodo-DATASET-ALGO]")
@@ -884,6 +916,7 @@ def lodo(
 )
 @finetune_options
 @prior_options
+@init_option
 @view_options
 @click.option("--out", type=click.Path(), default=None, help="[outputs/cross-TARGET-ALGO]")
 @click.option("--resume", is_flag=True, help="Continue the prior's run (same settings).")
@@ -916,6 +949,8 @@ def cross(
     from metalearn_iqa.protocols.report import init_label
 
     _run_mode(resume, overwrite)
+    if prior_path and kw.get("init"):
+        raise CLIError("use either --prior (a finished prior) or --init (a QPT backbone to train from)")
     config = _prior_config(kw)
     cross_config = CrossConfig(
         repeats=repeats,
@@ -970,3 +1005,118 @@ def demo(out: str | None, seeds: str, epochs: float | None, resume: bool, overwr
     with lock_run_dir(out_dir):  # a second command on this folder fails at once
         result = run_demo(config, out_dir, resume=resume, overwrite=overwrite, store=_image_store(kw))
     click.echo(result["table"])
+
+
+@iqa.command()
+@click.option(
+    "--method",
+    type=click.Choice(["qpt"]),
+    default="qpt",
+    show_default=True,
+    help="qpt: quality-aware contrastive pre-training on unlabelled images (Zhao et al., CVPR 2023).",
+)
+@click.option(
+    "--images",
+    type=click.Path(),
+    default=None,
+    help="A folder of unlabelled images (searched recursively) [the embedded database's 48 reference photos].",
+)
+@model_options
+@click.option("--iterations", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=0.2, show_default=True)
+@click.option(
+    "--momentum",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="0: in-batch form (both patches through the network); > 0: MoCo form, keys from a momentum copy.",
+)
+@click.option(
+    "--queue", type=click.IntRange(0), default=0, show_default=True, help="Momentum form: queued keys."
+)
+@click.option("--images-per-batch", type=click.IntRange(1), default=4, show_default=True)
+@click.option(
+    "--chains-per-image",
+    type=click.IntRange(1),
+    default=2,
+    show_default=True,
+    help="Degradation chains per source image in a batch (>= 2: same-content negatives).",
+)
+@click.option("--patch", type=click.IntRange(32), default=64, show_default=True, help="Patch side.")
+@click.option(
+    "--region",
+    type=click.IntRange(32),
+    default=128,
+    show_default=True,
+    help="Side of the random crop of a source that is degraded (then cut into two patches).",
+)
+@click.option("--exclude-types", default=None, help="Comma-separated distortion types never applied.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
+@click.option("--out", type=click.Path(), default=None, help="Run folder [outputs/qpt-BACKBONE].")
+@click.option(
+    "--resume", is_flag=True, help="Continue from the run folder's last checkpoint (same settings)."
+)
+@overwrite_option
+@friendly_errors
+def pretrain(
+    method: str,
+    images: str | None,
+    iterations: int,
+    lr: float,
+    temperature: float,
+    momentum: float,
+    queue: int,
+    images_per_batch: int,
+    chains_per_image: int,
+    patch: int,
+    region: int,
+    exclude_types: str | None,
+    seed: int,
+    device: str,
+    out: str | None,
+    resume: bool,
+    overwrite: bool,
+    **kw: Any,
+) -> None:
+    """Pre-train a backbone without labels (QPT); write it, projection head dropped, for --init."""
+    from metalearn_iqa.paths import default_output_dir
+    from metalearn_iqa.qpt.data import BatchConfig, folder_images, load_images, reference_images
+    from metalearn_iqa.qpt.degradations import ALL_TYPES, DegradationConfig, space_size
+    from metalearn_iqa.qpt.pretrain import QPTConfig
+    from metalearn_iqa.qpt.pretrain import pretrain as run_pretrain
+
+    _run_mode(resume, overwrite)
+    _check_device(device)
+    excluded = set(_parse_types(exclude_types, "--exclude-types"))
+    config = QPTConfig(
+        iterations=iterations,
+        lr=lr,
+        temperature=temperature,
+        momentum=momentum,
+        queue=queue,
+        seed=seed,
+        device=device,
+        batch=BatchConfig(images_per_batch, chains_per_image, patch, region),
+        degradations=DegradationConfig(types=tuple(t for t in ALL_TYPES if t not in excluded)),
+        model=_model_config(kw),
+    )
+    out_dir = _writable_folder(
+        Path(out) if out else default_output_dir() / f"{method}-{config.model.backbone}", "--out"
+    )
+    if images:
+        paths = folder_images(images)
+        pictures, source = load_images(paths, min_side=patch), f"{images} ({len(paths)} images)"
+    else:
+        pictures, source = reference_images(), "the embedded reference photos"
+    path = run_pretrain(config, pictures, out_dir, resume=resume, overwrite=overwrite, source=source)
+    d = config.degradations
+    click.echo(
+        f"degradation space: {space_size(d):,} ordered chains of {d.min_count}-{d.max_count} distinct types "
+        f"of {len(d.types)}, strengths quantised to {d.steps} levels over [1, 5] (drawn continuous)"
+    )
+    click.echo(
+        f"{iterations} iterations, {config.passes()} patch passes on {source}; backbone (projection head "
+        f"dropped) -> {path}; start from it with --init {path}"
+    )

@@ -53,6 +53,9 @@ class PriorConfig:
     fair ablation (plain training, one optimizer step per batch), `pooled-baseline` one Adam step per
     meta-batch on the pooled images of its tasks (fewer, larger steps at the same passes).
 
+    `init` (ours), when set, is a QPT backbone file (`metalearn_iqa.qpt`) that initialises the backbone
+    instead of `model.pretrained`; the head starts fresh.
+
     `freeze_batchnorm` (ours; see `TrainerConfig`): distortion-specific tasks feed BatchNorm batches of one
     distortion type, whose training-mode statistics hide how the types' quality levels compare. With
     ImageNet weights, freezing keeps ImageNet's statistics; the small backbone avoids the issue with
@@ -77,6 +80,7 @@ class PriorConfig:
     threads: int = 0
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    init: str = ""
 
     def __post_init__(self) -> None:
         algorithm_class(self.algorithm)  # a name the core registry does not know is a ValueError here
@@ -97,8 +101,11 @@ class PriorConfig:
         return dataclasses.asdict(self)
 
     def settings(self) -> dict:
-        """The fields that change the weights, which a resumed run must keep (all but `BUDGET_FIELDS`)."""
-        return {k: v for k, v in self.to_dict().items() if k not in BUDGET_FIELDS}
+        """The fields that change the weights, which a resumed run must keep (all but `BUDGET_FIELDS`; an
+        unset `init` is left out, so runs from before it existed still resume)."""
+        return {
+            k: v for k, v in self.to_dict().items() if k not in BUDGET_FIELDS and not (k == "init" and not v)
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> PriorConfig:
@@ -204,8 +211,14 @@ def make_trainer(
         freeze_batchnorm=config.freeze_batchnorm,
         seed=config.seed,
     )
+    if model is None:
+        model = build_model(config.model)
+        if config.init:
+            from metalearn_iqa.qpt.backbone import init_backbone
+
+            init_backbone(model, config.init)
     return MetaTrainer(
-        model or build_model(config.model),
+        model,
         algorithm=build_algorithm(config),
         sampler=sampler,
         loss_fn=mse_loss,
@@ -258,7 +271,7 @@ def _train_prior(
     assert isinstance(model, IQANet)
     summary = {
         "config": config.to_dict(),
-        "init": config.model.pretrained if config.model.pretrained != "none" else "scratch",
+        "init": config.init or (config.model.pretrained if config.model.pretrained != "none" else "scratch"),
         "training_images": len(records),
         "iterations": iterations,
         "passes": iterations * config.passes_per_iteration(),
