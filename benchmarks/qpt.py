@@ -45,7 +45,7 @@ from metalearn_iqa.demo import (
     split_contents,
 )
 from metalearn_iqa.images import ImageStore
-from metalearn_iqa.inference import EvalConfig, FinetuneConfig, evaluate_records, finetune
+from metalearn_iqa.inference import EvalConfig, evaluate_records, finetune
 from metalearn_iqa.model import IQANet
 from metalearn_iqa.protocols.report import markdown_table, mean_std, write_report
 from metalearn_iqa.qpt.backbone import model_from_backbone
@@ -77,13 +77,7 @@ def finetuned_only(
     model: torch.nn.Module, split: Split, config: DemoConfig, seed: int, store: ImageStore
 ) -> dict[str, Any]:
     """The held-out-type half of `demo.evaluate_prior` (same fine-tuning config), for headless models."""
-    ft = FinetuneConfig(
-        epochs=config.finetune_epochs,
-        lr=config.finetune_lr,
-        batch_size=config.batch_size,
-        crop=config.crop,
-        seed=seed,
-    )
+    ft = config.finetune_config(seed)
     tuned = {
         kind: _defined(
             evaluate_records(finetune(model, split.adapt[kind], ft, store), test, EvalConfig(), store)[0][

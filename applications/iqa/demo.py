@@ -77,6 +77,16 @@ class DemoConfig:
     model: ModelConfig = field(default_factory=lambda: ModelConfig(backbone="small", hidden=128, norm="none"))
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
+    def finetune_config(self, seed: int) -> FinetuneConfig:
+        """How a prior is fine-tuned on each held-out type's adaptation contents."""
+        return FinetuneConfig(
+            epochs=self.finetune_epochs,
+            lr=self.finetune_lr,
+            batch_size=self.batch_size,
+            crop=self.crop,
+            seed=seed,
+        )
+
     def prior(self, algorithm: str, seed: int, rate: float | None = None) -> PriorConfig:
         """The prior run of `algorithm` at `epochs`. `rate` (chosen on validation data) replaces the
         baseline's Adam rate or a meta-learner's outer rate."""
@@ -227,13 +237,7 @@ def evaluate_prior(
         "pred": [],
         "true": [],
     }
-    ft = FinetuneConfig(
-        epochs=config.finetune_epochs,
-        lr=config.finetune_lr,
-        batch_size=config.batch_size,
-        crop=config.crop,
-        seed=seed,
-    )
+    ft = config.finetune_config(seed)
     for kind, test in split.unseen_test.items():
         out["zero_shot"][kind] = _defined(evaluate_records(model, test, EvalConfig(), store)[0]["srocc"])
         metrics, pred = evaluate_records(
