@@ -1,0 +1,186 @@
+"""`metalearn iqa lodo`, `cross` and `demo`: the paper's protocols and the embedded-database comparison."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from metalearn.runs import lock_run_dir
+from metalearn_iqa.cli.datasets import load, load_many, parse_types
+from metalearn_iqa.cli.errors import CLIError, check_run_mode, friendly_errors
+from metalearn_iqa.cli.files import writable_folder
+from metalearn_iqa.cli.options import DATASET_OPTION, OVERWRITE_OPTION, ROOT_OPTION, ViewOptions, view_options
+from metalearn_iqa.cli.training_options import (
+    FinetuneOptions,
+    LoaderOptions,
+    PriorOptions,
+    finetune_options,
+    loader_options,
+    prior_options,
+)
+from metalearn_iqa.launch import torchrun_command
+
+
+@click.command()
+@torchrun_command
+@friendly_errors
+@DATASET_OPTION
+@ROOT_OPTION
+@click.option("--types", default=None, help="Comma-separated types to hold out one at a time [all].")
+@prior_options
+@finetune_options
+@view_options
+@click.option("--out", type=click.Path(), default=None, help="[outputs/lodo-DATASET-ALGO]")
+@click.option("--resume", is_flag=True, help="Continue the folds' runs (same settings).")
+@loader_options
+@OVERWRITE_OPTION
+def lodo(
+    dataset: str,
+    root: str | None,
+    types: str | None,
+    prior: PriorOptions,
+    finetune: FinetuneOptions,
+    view: ViewOptions,
+    out: str | None,
+    resume: bool,
+    loader: LoaderOptions,
+    overwrite: bool,
+) -> None:
+    """Leave-one-distortion-out (Table 2): a prior per held-out type, tested zero-shot on all its images.
+
+    With --finetune-epochs > 0 (default) also fine-tuned on half of the type's contents, tested on the rest.
+    """
+    from metalearn_iqa.inference import display_side
+    from metalearn_iqa.paths import default_output_dir
+    from metalearn_iqa.protocols.lodo import LodoConfig, run_lodo
+
+    check_run_mode(resume, overwrite)
+    prior_config = prior.config()
+    held_out = parse_types(types)
+    config = LodoConfig(
+        prior=prior_config,
+        folds=[(t,) for t in held_out] if held_out else None,
+        finetune=finetune.config(prior_config),
+        eval=view.config(display_side(dataset)),
+    )
+    out_dir = Path(out) if out else default_output_dir() / f"lodo-{dataset}-{prior_config.algorithm}"
+    writable_folder(out_dir, "--out")
+    with lock_run_dir(out_dir):  # a second command on this folder fails at once
+        records, store = load(dataset, root), loader.store()
+        result = run_lodo(records, config, out_dir, resume=resume, overwrite=overwrite, store=store)
+    click.echo(result["table"])
+    click.echo(f"results -> {out_dir}")
+
+
+@click.command()
+@torchrun_command
+@friendly_errors
+@click.option(
+    "--prior",
+    "prior_path",
+    type=click.Path(),
+    default=None,
+    help="Use this prior instead of training one (its algorithm and init come from the record inside it).",
+)
+@click.option(
+    "--prior-dataset", "prior_datasets", multiple=True, help="Databases to meta-train on [synthetic]."
+)
+@click.option("--prior-root", "prior_roots", multiple=True, type=click.Path())
+@click.option("--target", required=True, help="Authentic database: koniq10k, livec, cid2013.")
+@click.option("--target-root", required=True, type=click.Path())
+@click.option(
+    "--repeats",
+    type=click.IntRange(1),
+    default=10,
+    show_default=True,
+    help="Seeded splits (cid2013: distinct 4-of-6 image-set choices, at most 15).",
+)
+@finetune_options
+@prior_options
+@view_options
+@click.option("--out", type=click.Path(), default=None, help="[outputs/cross-TARGET-ALGO]")
+@click.option("--resume", is_flag=True, help="Continue the prior's run (same settings).")
+@loader_options
+@OVERWRITE_OPTION
+def cross(
+    prior_path: str | None,
+    prior_datasets: tuple[str, ...],
+    prior_roots: tuple[str, ...],
+    target: str,
+    target_root: str,
+    repeats: int,
+    finetune: FinetuneOptions,
+    prior: PriorOptions,
+    view: ViewOptions,
+    out: str | None,
+    resume: bool,
+    loader: LoaderOptions,
+    overwrite: bool,
+) -> None:
+    """Synthetic-to-authentic (Tables 3-4): prior, then fine-tune on 80% and test on 20%, over seeded splits."""
+    from metalearn_iqa.inference import display_side
+    from metalearn_iqa.paths import default_output_dir
+    from metalearn_iqa.prior import load_prior, train_prior
+    from metalearn_iqa.protocols.cross import CrossConfig, prior_provenance, run_cross
+    from metalearn_iqa.protocols.report import init_label
+
+    check_run_mode(resume, overwrite)
+    if prior_path and prior.init:
+        raise CLIError("use either --prior (a finished prior) or --init (a QPT backbone to train from)")
+    config = prior.config()
+    cross_config = CrossConfig(
+        repeats=repeats,
+        seed=config.seed,
+        finetune=finetune.config(config),
+        eval=view.config(display_side(target)),
+    )
+    if prior_path:
+        provenance = prior_provenance(prior_path)
+    else:
+        provenance = {"algorithm": config.algorithm, "init": init_label(config.model.pretrained)}
+    name = f"cross-{target}-{provenance['algorithm']}"
+    out_dir = writable_folder(Path(out) if out else default_output_dir() / name, "--out")
+    with lock_run_dir(out_dir):  # a second command on this folder fails at once
+        target_records, store = load(target, target_root), loader.store()
+        if prior_path:
+            model = load_prior(prior_path)
+        else:
+            records = load_many(prior_datasets or ("synthetic",), prior_roots)
+            model, _ = train_prior(
+                config, records, out_dir / "prior", resume=resume, overwrite=overwrite, store=store
+            )
+        result = run_cross(model, target_records, cross_config, out_dir, target, name, provenance, store)
+    click.echo(result["table"])
+    click.echo(f"results -> {out_dir}")
+
+
+@click.command()
+@friendly_errors
+@click.option("--out", type=click.Path(), default=None, help="[outputs/demo]")
+@click.option(
+    "--seeds", default="0,1", show_default=True, help="Comma-separated seeds (content split, init, sampling)."
+)
+@click.option(
+    "--epochs", type=click.FloatRange(min=0, min_open=True), default=None, help="Override the priors' budget."
+)
+@click.option("--resume", is_flag=True, help="Reuse finished priors in the output folder.")
+@loader_options
+@OVERWRITE_OPTION
+def demo(
+    out: str | None, seeds: str, epochs: float | None, resume: bool, loader: LoaderOptions, overwrite: bool
+) -> None:
+    """On the embedded synthetic database: train a MetaIQA prior and the fair baseline, compare them."""
+    from metalearn_iqa.demo import DemoConfig, run_demo
+    from metalearn_iqa.paths import default_output_dir
+
+    config = DemoConfig(seeds=parse_types(seeds, "--seeds"))
+    if not config.seeds:
+        raise CLIError("--seeds needs at least one seed")
+    if epochs:
+        config.epochs = epochs
+    check_run_mode(resume, overwrite)
+    out_dir = writable_folder(Path(out) if out else default_output_dir() / "demo", "--out")
+    with lock_run_dir(out_dir):  # a second command on this folder fails at once
+        result = run_demo(config, out_dir, resume=resume, overwrite=overwrite, store=loader.store())
+    click.echo(result["table"])
