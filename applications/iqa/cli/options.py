@@ -1,4 +1,4 @@
-"""Every option used by more than one command, defined once; each group hands its command one typed value."""
+"""The options several commands share, each defined once; an option group hands its command one typed value."""
 
 from __future__ import annotations
 
