@@ -103,6 +103,8 @@ def lodo(
 @click.option("--resume", is_flag=True, help="Continue the prior's run (same settings).")
 @loader_options
 @OVERWRITE_OPTION
+# lodo and cross end on the same option stack and parameters on purpose: their --help lists the shared
+# options alike; the values are already shared (one definition each in options.py/training_options.py).
 def cross(
     prior_path: str | None,
     prior_datasets: tuple[str, ...],
