@@ -31,11 +31,6 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-def is_main_process() -> bool:
-    """True on rank 0, and in a single process: the one that writes files and prints."""
-    return rank_and_world()[0] == 0
-
-
 def _collective_device() -> torch.device:
     """Where tensors for a collective must live: this rank's GPU under NCCL, else the CPU."""
     if dist.get_backend() == "nccl":

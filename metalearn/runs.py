@@ -110,21 +110,38 @@ def run_entries(directory: str | Path) -> list[str]:
     )
 
 
-def claim_run_dir(directory: str | Path, own: Collection[str], resume: bool, overwrite: bool) -> None:
+def claim_run_dir(
+    directory: str | Path,
+    own: Collection[str],
+    resume: bool,
+    overwrite: bool,
+    files: Collection[str] = (),
+) -> None:
     """Make sure a new run may write into `directory`; with `overwrite`, delete the previous run's files.
 
     `own` names the files and folders a run writes there. A folder that holds anything is refused unless
     the run resumes it or overwrites it; files not in `own` are never deleted (and refuse an overwrite).
-    Temporary files of writes a killed run left half-done are deleted first, whatever the mode: the caller
-    holds the folder's lock, so no live write owns them.
-    Under `torchrun` every rank calls it: rank 0 decides and the others share its outcome.
+    `files` names those the run writes as files: a folder in the place of one would fail a save hours in,
+    or pass for a missing checkpoint on resume, so it is refused now. The caller holds `lock_run_dir`,
+    which deleted the temporary files of killed writes. Under `torchrun` every rank calls it: rank 0
+    decides and the others share its outcome.
     """
-    on_main(_claim, Path(directory), own, resume, overwrite)
+    on_main(_claim, Path(directory), own, resume, overwrite, files)
 
 
-def _claim(directory: Path, own: Collection[str], resume: bool, overwrite: bool) -> None:
-    directory = Path(directory)
-    remove_stale_temps(directory)
+def _claim(
+    directory: Path, own: Collection[str], resume: bool, overwrite: bool, files: Collection[str]
+) -> None:
+    _refuse(directory, own, resume, overwrite)
+    for name in files:
+        if (directory / name).is_dir():
+            raise RunFolderError(
+                f"{directory / name}: is a folder, where the run writes its {name}", directory
+            )
+
+
+def _refuse(directory: Path, own: Collection[str], resume: bool, overwrite: bool) -> None:
+    """Refuse a previous run unless resumed or overwritten; delete it when overwritten."""
     entries = run_entries(directory)
     if resume or not entries:
         return

@@ -30,7 +30,7 @@ from metalearn.distributed import (
     rank_and_world,
 )
 from metalearn.logger import METRICS_FILE, TENSORBOARD_DIR, MetricsLogger
-from metalearn.runs import ResumeMismatchError, RunFolderError, claim_run_dir, lock_run_dir, settings_diff
+from metalearn.runs import ResumeMismatchError, claim_run_dir, lock_run_dir, settings_diff
 from metalearn.sampler import TaskSampler
 from metalearn.task import Task, TaskData
 
@@ -41,6 +41,8 @@ MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
 RUN_FILES = (CHECKPOINT_FILE, MODEL_FILE, CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR)
 """What a run writes into its checkpoint (and log) folder: what `overwrite=True` may delete."""
+RUN_FILE_NAMES = tuple(name for name in RUN_FILES if name != TENSORBOARD_DIR)
+"""Of those, the ones written as files (a folder in their place is refused before training)."""
 CHECKPOINT_KEYS = ("iteration", "model", "optimizer", "scheduler", "generator", "algorithm")
 """What `load_checkpoint` needs in `checkpoint.pt` (`rng` and `sampler` are optional: older checkpoints)."""
 NON_MATHS_FIELDS = ("progress", "checkpoint_every")
@@ -78,14 +80,14 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
-def _stop_requests(enabled: bool) -> Iterator[list[int]]:
+def _stop_requests() -> Iterator[list[int]]:
     """While the block runs, SIGINT and SIGTERM only record their number in the yielded list (checked
     between iterations, so no step is cut in half); the previous handlers come back afterwards.
 
-    Signals can only be caught in the main thread: elsewhere, or when not `enabled`, nothing changes.
+    Signals can only be caught in the main thread: elsewhere nothing changes.
     """
     received: list[int] = []
-    if not enabled or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield received
         return
 
@@ -269,7 +271,8 @@ class MetaTrainer:
         tasks = self._sample_tasks()
         sums = self._meta_gradients(tasks)  # this rank's share of the tasks, summed
         self._all_reduce(sums)  # every rank now holds the sums over all tasks
-        self._check_faults(sums.faults)  # before the step: the model keeps its last finite weights
+        if sums.faulty or self.world > 1:  # before the step: the model keeps its last finite weights
+            self._check_faults(sums.faults)
         self._set_mean_gradient(sums)
         self._clip_gradient()
         self._outer_step()
@@ -415,12 +418,11 @@ class MetaTrainer:
         if resume and overwrite:
             raise ValueError("resume and overwrite exclude each other: continue the run or replace it")
         with contextlib.ExitStack() as locks:
-            stops = locks.enter_context(_stop_requests(True))
+            stops = locks.enter_context(_stop_requests())
             for folder in _distinct_folders(checkpoint_dir, log_dir):  # under torchrun: rank 0's, shared
                 locks.enter_context(lock_run_dir(folder))
                 continuing = resume or (not overwrite and folder.resolve() in self._run_dirs)
-                claim_run_dir(folder, RUN_FILES, resume=continuing, overwrite=overwrite)
-                on_main(_refuse_folders_in_the_way, folder)
+                claim_run_dir(folder, RUN_FILES, resume=continuing, overwrite=overwrite, files=RUN_FILE_NAMES)
             if (
                 resume
                 and checkpoint_dir is not None
@@ -621,7 +623,7 @@ class MetaTrainer:
         if len(streams) > 1:
             state["rng_ranks"] = streams
         save_state(state, directory / CHECKPOINT_FILE)
-        save_state(self.model.state_dict(), directory / MODEL_FILE)
+        save_state(state["model"], directory / MODEL_FILE)
 
     def load_checkpoint(self, directory: str | Path) -> None:
         """Restore the training state saved in `directory`, after checking it was trained like this run.
@@ -679,15 +681,6 @@ def _restore_rng(rng: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
 
 
-def _refuse_folders_in_the_way(directory: Path) -> None:
-    """A folder where a run writes one of its files would fail the first save, or be mistaken for no
-    checkpoint on resume (so the run would silently start over): refuse it before training."""
-    for name in RUN_FILES:
-        path = directory / name
-        if name != TENSORBOARD_DIR and path.is_dir():
-            raise RunFolderError(f"{path}: is a folder, where the run writes its {name}", directory)
-
-
 def _to_device(state: Any, device: torch.device) -> Any:
     """`state` with every tensor moved to `device`, as `torch.load(map_location=device)` would."""
     if isinstance(state, Tensor):
@@ -717,6 +710,8 @@ class _Sums:
     buffers: dict[str, Tensor]
     loss: Tensor
     faults: Tensor
+    faulty: bool
+    """Whether this rank found a fault (so a single process reads `faults` back only then)."""
 
 
 def _sum_results(
@@ -733,13 +728,14 @@ def _sum_results(
     buffer_sum = _sum_named([r.buffers for r in results], buffers)
     losses = [r.loss for r in results]
     faults = torch.zeros(count, device=device)
-    if not (
+    faulty = not (
         all(math.isfinite(x) for x in losses) and _all_finite([*gradient.values(), *buffer_sum.values()])
-    ):
+    )
+    if faulty:
         for index, result in zip(indices, results):  # something is off: find which task
             faults[index] = _fault(result, device)
     loss = torch.tensor([sum(losses)], dtype=torch.float32, device=device)
-    return _Sums(gradient, buffer_sum, loss, faults)
+    return _Sums(gradient, buffer_sum, loss, faults, faulty)
 
 
 def _sum_named(dicts: list[dict[str, Tensor]], reference: Mapping[str, Tensor]) -> dict[str, Tensor]:

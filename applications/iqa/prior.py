@@ -16,7 +16,7 @@ from metalearn import MetaTrainer, TrainerConfig, mse_loss
 from metalearn.algorithms import MetaAlgorithm, algorithm_class, get_algorithm, hyper_parameter_names
 from metalearn.checkpoint import save_json
 from metalearn.distributed import on_main
-from metalearn.runs import RunFolderError, claim_run_dir, lock_run_dir
+from metalearn.runs import claim_run_dir, lock_run_dir
 from metalearn.sampler import TaskSampler
 from metalearn_iqa.data.records import IQARecord
 from metalearn_iqa.images import ImageStore
@@ -246,10 +246,7 @@ def train_prior(
         raise ValueError("resume and overwrite exclude each other: continue the run or replace it")
     out = Path(out_dir)
     with lock_run_dir(out):
-        claim_run_dir(out, RUN_FILES, resume=resume, overwrite=overwrite)
-        for name in (PRIOR_FILE, SUMMARY_FILE):  # found at the end, this would cost the whole run
-            if (out / name).is_dir():
-                raise RunFolderError(f"{out / name}: is a folder, where the run writes its {name}", out)
+        claim_run_dir(out, RUN_FILES, resume=resume, overwrite=overwrite, files=(PRIOR_FILE, SUMMARY_FILE))
         return _train_prior(config, records, out, resume, store, checkpoint_every)
 
 

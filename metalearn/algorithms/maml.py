@@ -78,7 +78,7 @@ class MAML(MetaAlgorithm):
     def meta_steps(self, model: nn.Module, tasks: Sequence[Task], loss_fn: LossFn) -> list[MetaResult]:
         if self.backend == "func" and functional_maml.can_batch(model, tasks):
             return functional_maml.batched_meta_steps(model, tasks, loss_fn, self._inner_loop())
-        return [self.meta_step(model, task, loss_fn) for task in tasks]
+        return super().meta_steps(model, tasks, loss_fn)
 
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
         if self.backend == "func":

@@ -100,4 +100,7 @@ def test_register_algorithm_adds_a_newcomer_and_refuses_a_taken_name(monkeypatch
     with pytest.raises(ValueError, match="'maml' is already taken by MAML"):
         register_algorithm("maml")(Constant)
     assert table["maml"] is MAML
-    register_algorithm("constant")(Constant)  # registering the same class again is harmless
+    assert (
+        register_algorithm("constant")(Constant) is Constant
+    )  # registering the same class again is harmless
+    assert table["constant"] is table["flat"] is Constant and table["maml"] is MAML

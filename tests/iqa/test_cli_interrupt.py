@@ -67,11 +67,13 @@ def test_a_signal_saves_a_checkpoint_and_resume_finishes_exactly(
 
     for name in ("METALEARN_OUTPUT", "METALEARN_DATA"):
         monkeypatch.setenv(name, env[name])
-    total = str(done + 2)
     resumed = run(*command(kadid_root, out, done + 2, "--resume")[3:])
     assert resumed.exit_code == 0, resumed.output
     straight = run(*command(kadid_root, tmp_path / "straight", done + 2)[3:])
     assert straight.exit_code == 0, straight.output
-    assert total in resumed.output
+    resumed_to = torch.load(out / "checkpoint" / "checkpoint.pt", weights_only=True)["iteration"]
+    assert resumed_to == done + 2, "the resumed run did not continue to the new budget"
+    logged = (out / "checkpoint" / "metrics.csv").read_text().splitlines()[1:]
+    assert [int(row.split(",")[0]) for row in logged] == list(range(1, done + 3)), "metrics lost or repeated"
     a, b = weights(out), weights(tmp_path / "straight")
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed prior differs from an uninterrupted run"

@@ -73,7 +73,7 @@ def test_fine_tuning_epochs_are_the_same_with_workers(records: list[IQARecord], 
         return [t for _ in range(2) for batch in batches for t in batch]
 
     serial, parallel = epochs(ImageStore()), epochs(ImageStore(workers=2))
-    assert len(serial) == 2 * 2 * 4
+    assert len(serial) == len(parallel) == 2 * 2 * 4
     assert all(torch.equal(a, b) for a, b in zip(serial, parallel))
 
 

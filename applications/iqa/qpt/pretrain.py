@@ -112,7 +112,7 @@ def pretrain(
         raise ValueError("resume and overwrite exclude each other: continue the run or replace it")
     out = Path(out_dir)
     with lock_run_dir(out):
-        claim_run_dir(out, RUN_FILES, resume=resume, overwrite=overwrite)
+        claim_run_dir(out, RUN_FILES, resume=resume, overwrite=overwrite, files=(BACKBONE_FILE, SUMMARY_FILE))
         trainer = make_trainer(config, images)
         trainer.config.checkpoint_every = checkpoint_every
         trainer.fit(config.iterations, checkpoint_dir=out / CHECKPOINT_DIR, resume=resume)
