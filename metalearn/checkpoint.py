@@ -19,10 +19,11 @@ def file_mode() -> int:
     return 0o666 & ~umask
 
 
-def atomic_write_bytes(path: Path, write: Any) -> None:
+def atomic_write_bytes(path: Path, write: Any, sync: bool = True) -> None:
     """Call `write(file_object)` on a temp file in the same folder, then rename it over `path`.
 
     The file gets the permissions a plain `open()` would give it (`file_mode`), not the temp file's 0o600.
+    `sync=False` skips the fsync, for files that can be remade (caches): atomic, but not durable.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -32,11 +33,17 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
             fh.flush()
             if hasattr(os, "fchmod"):  # POSIX
                 os.fchmod(fh.fileno(), file_mode())
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """`text` (UTF-8) into `path` atomically: a reader sees the old file or the new one, never a part."""
+    atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
 
 
 def save_state(state: dict[str, Any], path: str | Path) -> Path:
@@ -81,8 +88,7 @@ def _float_tensors(state: Mapping[str, Any], prefix: str = "") -> Iterator[tuple
 def save_json(data: dict[str, Any], path: str | Path) -> Path:
     """Write JSON atomically (indented, keys sorted) so configs diff cleanly."""
     path = Path(path)
-    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
-    atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
     return path
 
 

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from metalearn.checkpoint import atomic_write_bytes
+from metalearn.checkpoint import atomic_write_text
 
 METRICS_FILE = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"
@@ -59,7 +59,7 @@ class MetricsLogger:
         writer = csv.DictWriter(table, fieldnames=list(kept[0]))
         writer.writeheader()
         writer.writerows(kept)
-        atomic_write_bytes(self.csv_path, lambda fh: fh.write(table.getvalue().encode()))
+        atomic_write_text(self.csv_path, table.getvalue())
 
     def log(self, row: dict[str, Any]) -> None:
         if self._fields is None:

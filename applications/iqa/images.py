@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
 import re
 import warnings
 from collections import OrderedDict
@@ -18,11 +17,21 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from metalearn.checkpoint import atomic_write_bytes
 from metalearn_iqa.data.records import DatasetError
 from metalearn_iqa.model import IMAGENET_MEAN, IMAGENET_STD
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 _STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+"""What counts as an image when a folder is searched."""
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every entry below `folder` with an image suffix, sorted (a folder so named fails later, by name)."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def read_image(path: str | Path) -> Tensor:
@@ -252,14 +261,11 @@ class DiskCache:
                 return True
             if used + size > self.max_bytes:
                 return False
-            tmp = file.with_suffix(f".{os.getpid()}.tmp")
-            with open(tmp, "wb") as fh:
-                np.save(fh, image.numpy())
-            os.replace(tmp, file)
-            ledger = self.folder / self.LEDGER
-            ledger_tmp = ledger.with_suffix(".tmp")
-            ledger_tmp.write_text(str(used + file.stat().st_size))
-            os.replace(ledger_tmp, ledger)
+            atomic_write_bytes(
+                file, lambda fh: np.save(fh, image.numpy()), sync=False
+            )  # a cache: remade if lost
+            total = str(used + file.stat().st_size).encode()
+            atomic_write_bytes(self.folder / self.LEDGER, lambda fh: fh.write(total), sync=False)
         return True
 
 
@@ -286,11 +292,6 @@ def downscale(image: Tensor, max_side: int | None) -> Tensor:
     return TF.resize(image, list(size), interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
 
 
-def random_flip(image: Tensor, generator: torch.Generator) -> Tensor:
-    """The image mirrored left-right with probability 1/2 (quality does not depend on handedness)."""
-    return image.flip(-1) if bool(torch.rand((), generator=generator) < 0.5) else image
-
-
 def fit_shape(h: int, w: int, size: int) -> tuple[int, int]:
     """The (height, width) `fit` gives an h x w image for crops of `size`."""
     if min(h, w) >= size:
@@ -312,10 +313,15 @@ def fit(image: Tensor, size: int) -> Tensor:
 def random_crop(image: Tensor, size: int, generator: torch.Generator) -> Tensor:
     """A `size` x `size` crop at a position drawn from `generator`."""
     image = fit(image, size)
-    h, w = image.shape[-2:]
+    top, left = crop_corner(image.shape[-2], image.shape[-1], size, generator)
+    return image[:, top : top + size, left : left + size]
+
+
+def crop_corner(h: int, w: int, size: int, generator: torch.Generator) -> tuple[int, int]:
+    """The (top, left) corner of a `size` crop of an h x w image, uniform over the positions (two draws)."""
     top = int(torch.randint(h - size + 1, (1,), generator=generator))
     left = int(torch.randint(w - size + 1, (1,), generator=generator))
-    return image[:, top : top + size, left : left + size]
+    return top, left
 
 
 def centre_crop(image: Tensor, size: int) -> Tensor:

@@ -41,6 +41,7 @@ from metalearn_iqa.images import (
     five_crops,
     image_shape,
     normalise,
+    read_image,
 )
 from metalearn_iqa.metrics import evaluate_scores
 from metalearn_iqa.tasks import training_batches
@@ -130,28 +131,29 @@ class _DecodedViews(Dataset):
         self.paths, self.config = paths, config
 
     def __getitem__(self, batch: list[int]) -> list[list[Tensor]] | str:
-        store = ImageStore(capacity=len(batch))
         try:
-            return [scoring_views(store(self.paths[i]), self.config) for i in batch]
+            return [scoring_views(read_image(self.paths[i]), self.config) for i in batch]
         except DatasetError as exc:
             return str(exc)
 
 
-def _size_order(paths: Sequence[str], config: EvalConfig) -> list[int]:
-    """Indices of `paths` by the size they are scored at (header reads), so equal sizes share batches."""
+def _size_order(paths: Sequence[str], config: EvalConfig, store: ImageStore | None) -> list[int]:
+    """Indices of `paths` by the size they are scored at (the store's known shapes, else header reads),
+    so equal sizes share batches."""
     if config.crop is not None:
         return list(range(len(paths)))  # every view is crop x crop
-    return sorted(range(len(paths)), key=lambda i: downscaled_shape(image_shape(paths[i]), config.max_side))
+    shape = store.shape if store is not None else image_shape
+    return sorted(range(len(paths)), key=lambda i: downscaled_shape(shape(paths[i]), config.max_side))
 
 
 def _view_batches(
     paths: Sequence[str], config: EvalConfig, store: ImageStore | None
 ) -> Iterator[tuple[list[int], list[list[Tensor]]]]:
     """(indices, views) per batch of `config.batch_size` images, decoded in-process or in workers."""
-    order = _size_order(paths, config)
+    order = _size_order(paths, config, store)
     batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
     if store is not None or not config.workers:
-        store = store if store is not None else ImageStore(capacity=config.batch_size)
+        store = store if store is not None else ImageStore(capacity=config.batch_size)  # one batch at most
         for batch in batches:
             yield batch, [scoring_views(store(paths[i]), config) for i in batch]
         return

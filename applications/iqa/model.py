@@ -105,8 +105,8 @@ class ModelConfig:
     def describe(self) -> str:
         """The network in a few words, for messages."""
         if self.backbone == "small":
-            return f"the small backbone (norm={self.norm})"
-        return f"resnet18 with the {self.head} head"
+            return f"small (width {self.width}, norm {self.norm})"
+        return f"resnet18 ({self.head} head)"
 
     def to_json(self) -> str:
         """Serialise to a JSON string (stored next to the weights in checkpoints)."""
@@ -306,53 +306,78 @@ def save_model(
     bad = first_nonfinite(model.state_dict())
     if bad is not None:
         raise WeightsError(f"{path}: refusing to write non-finite weights ({bad}): training diverged")
+    extra = {} if run is None else {"run": json.dumps(run, sort_keys=True, default=str)}
+    return write_weights(path, CHECKPOINT_FORMAT, config, model.state_dict(), extra)
+
+
+def write_weights(
+    path: Path, fmt: str, config: ModelConfig, state: Mapping[str, Tensor], extra: Mapping[str, str]
+) -> Path:
+    """The weights file format (model files and QPT backbones alike): `format`, the JSON `config`, CPU
+    tensors and `extra` strings, written atomically; it loads with `weights_only=True` (`read_weights`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
-        "format": CHECKPOINT_FORMAT,
+        "format": fmt,
         "config": config.to_json(),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu().clone() for k, v in state.items()},
+        **extra,
     }
-    if run is not None:
-        payload["run"] = json.dumps(run, sort_keys=True, default=str)
     atomic_write_bytes(path, lambda fh: torch.save(payload, fh))
     return path
 
 
-def load_model(
-    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
-) -> tuple[IQANet, ModelConfig]:
-    """Rebuild an `IQANet` saved by `save_model` (no pretrained download; weights come from the file)."""
+def read_weights(
+    path: str | os.PathLike[str],
+    fmt: str,
+    kind: str,
+    hint: str = "",
+    map_location: str | torch.device = "cpu",
+) -> tuple[Mapping[str, Any], dict[str, Tensor], ModelConfig]:
+    """The payload, finite tensors and `ModelConfig` of a `write_weights` file of format `fmt`; anything
+    else (a folder, a foreign or damaged file, NaN weights) is a one-line `WeightsError` naming `kind`."""
     path = Path(path)
     if path.is_dir():
-        raise WeightsError(f"{path}: is a folder, not a model checkpoint file")
+        raise WeightsError(f"{path}: is a folder, not a {kind} file")
     if not path.is_file():
-        raise WeightsError(f"model checkpoint not found: {path}")
+        raise WeightsError(f"{kind} not found: {path}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise WeightsError(f"could not read model checkpoint {path}: {type(exc).__name__}: {first}") from None
-    if not isinstance(payload, Mapping) or payload.get("format") != CHECKPOINT_FORMAT:
+    except Exception as exc:  # torch raises many types for corrupt or foreign files
         raise WeightsError(
-            f"{path} is not a metalearn_iqa model checkpoint (expected format {CHECKPOINT_FORMAT})"
-        )
+            f"could not read {kind} {path}: {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
+    if not isinstance(payload, Mapping) or payload.get("format") != fmt:
+        found = payload.get("format") if isinstance(payload, Mapping) else type(payload).__name__
+        raise WeightsError(f"{path}: not a {kind} (format {found!r}, expected {fmt!r}){hint}")
     state = payload.get("state_dict")
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise WeightsError(f"{path}: malformed model checkpoint (state_dict is not a dict of tensors)")
+        raise WeightsError(f"{path}: malformed {kind} (state_dict is not a dict of tensors)")
     bad = first_nonfinite(state)
     if bad is not None:
         raise WeightsError(f"{path}: non-finite weights in {bad} (saved by a diverged run?)")
     try:
         config = ModelConfig.from_json(payload["config"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise WeightsError(f"{path}: malformed model checkpoint (config: {reason})") from None
+        raise WeightsError(f"{path}: malformed {kind} (config: {_first_line(exc)})") from None
+    return payload, dict(state), config
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def load_model(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> tuple[IQANet, ModelConfig]:
+    """Rebuild an `IQANet` saved by `save_model` (no pretrained download; weights come from the file)."""
+    _, state, config = read_weights(
+        path, CHECKPOINT_FORMAT, "metalearn_iqa model checkpoint", map_location=map_location
+    )
     model = IQANet(config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise WeightsError(f"{path}: weights do not match the saved config: {first}") from None
+        raise WeightsError(f"{path}: weights do not match the saved config: {_first_line(exc)}") from None
     return model, config
 
 
@@ -362,7 +387,7 @@ def read_run_info(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     if not Path(path).is_file():
         return None
     try:
-        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True, mmap=True)  # weights unread
         info = json.loads(payload["run"]) if isinstance(payload, Mapping) and "run" in payload else None
     except Exception as exc:  # a damaged file or record: say which
         raise WeightsError(f"{path}: unreadable run record ({type(exc).__name__})") from None

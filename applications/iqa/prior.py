@@ -21,6 +21,7 @@ from metalearn.sampler import TaskSampler
 from metalearn_iqa.data.records import IQARecord
 from metalearn_iqa.images import ImageStore
 from metalearn_iqa.model import IQANet, ModelConfig, build_model, load_model, read_run_info, save_model
+from metalearn_iqa.protocols.report import init_label
 from metalearn_iqa.tasks import DistortionTaskSampler, PooledBatchSampler, TaskConfig
 
 PRIOR_FILE = "prior.pt"
@@ -99,6 +100,11 @@ class PriorConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @property
+    def init_label(self) -> str:
+        """How the backbone starts, for reports: the QPT backbone file, else "imagenet", "scratch" or a path."""
+        return self.init or init_label(self.model.pretrained)
 
     def settings(self) -> dict:
         """The fields that change the weights, which a resumed run must keep (all but `BUDGET_FIELDS`; an
@@ -212,8 +218,10 @@ def make_trainer(
         seed=config.seed,
     )
     if model is None:
-        model = build_model(config.model)
-        if config.init:
+        model = build_model(
+            dataclasses.replace(config.model, pretrained="none") if config.init else config.model
+        )
+        if config.init:  # the QPT backbone replaces whatever `model.pretrained` would have loaded
             from metalearn_iqa.qpt.backbone import init_backbone
 
             init_backbone(model, config.init)
@@ -268,7 +276,7 @@ def _train_prior(
     assert isinstance(model, IQANet)
     summary = {
         "config": config.to_dict(),
-        "init": config.init or (config.model.pretrained if config.model.pretrained != "none" else "scratch"),
+        "init": config.init_label,
         "training_images": len(records),
         "iterations": iterations,
         "passes": iterations * config.passes_per_iteration(),

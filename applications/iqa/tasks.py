@@ -12,7 +12,7 @@ import torch
 from metalearn import Task
 from metalearn.task import Batch
 from metalearn_iqa.data.records import DatasetError, IQARecord
-from metalearn_iqa.images import ImageStore, fit_shape
+from metalearn_iqa.images import ImageStore, crop_corner, fit_shape
 from metalearn_iqa.loader import CropSpec
 
 
@@ -111,8 +111,7 @@ class CropBatches:
         boxes = []
         for i in indices:
             h, w = fit_shape(*self.store.shape(self.records[i].path), self.crop)
-            top = int(torch.randint(h - self.crop + 1, (1,), generator=self.generator))
-            left = int(torch.randint(w - self.crop + 1, (1,), generator=self.generator))
+            top, left = crop_corner(h, w, self.crop, self.generator)
             flip = bool(torch.rand((), generator=self.generator) < 0.5)
             boxes.append((top, left, flip))
         paths = tuple(self.records[i].path for i in indices)
@@ -128,8 +127,9 @@ def prefetch(tasks: Sequence[Task]) -> list[Task]:
     by_loader: dict[int, tuple[Any, list[CropBatches]]] = {}
     for task in tasks:
         for data in (task.support, task.query):
-            fresh = all(data is not seen for _, sets in by_loader.values() for seen in sets)
-            if isinstance(data, CropBatches) and data._prepared is None and fresh:
+            if not isinstance(data, CropBatches) or data._prepared is not None:
+                continue
+            if all(data is not seen for _, sets in by_loader.values() for seen in sets):
                 by_loader.setdefault(id(data.store), (data.store.loader, []))[1].append(data)
     for loader, sets in by_loader.values():
         keyed = iter(loader.submit([spec for data in sets for spec in data.prepare()], fresh=True))

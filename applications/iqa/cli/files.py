@@ -6,9 +6,8 @@ import tempfile
 from pathlib import Path
 
 from metalearn_iqa.cli.errors import CLIError
+from metalearn_iqa.images import IMAGE_SUFFIXES, image_files
 from metalearn_iqa.launch import on_main
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def writable_folder(path: Path, option: str) -> Path:
@@ -36,9 +35,9 @@ def writable_file(path: Path, option: str) -> Path:
 def write_output(path: Path, text: str) -> None:
     """Write a result file after the work: atomically, re-creating its folder should it have gone since
     `writable_file` checked it, so a finished computation is not lost to a missing folder."""
-    from metalearn.checkpoint import atomic_write_bytes
+    from metalearn.checkpoint import atomic_write_text
 
-    atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
+    atomic_write_text(path, text)
 
 
 def _probe_folder(path: Path) -> None:
@@ -79,7 +78,7 @@ def collect_images(inputs: tuple[str, ...]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            images.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
+            images.extend(image_files(path))
         elif path.is_file():
             images.append(path)
         else:

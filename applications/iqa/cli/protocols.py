@@ -125,7 +125,6 @@ def cross(
     from metalearn_iqa.paths import default_output_dir
     from metalearn_iqa.prior import load_prior, train_prior
     from metalearn_iqa.protocols.cross import CrossConfig, prior_provenance, run_cross
-    from metalearn_iqa.protocols.report import init_label
 
     check_run_mode(resume, overwrite)
     if prior_path and prior.init:
@@ -140,7 +139,7 @@ def cross(
     if prior_path:
         provenance = prior_provenance(prior_path)
     else:
-        provenance = {"algorithm": config.algorithm, "init": init_label(config.model.pretrained)}
+        provenance = {"algorithm": config.algorithm, "init": config.init_label}
     name = f"cross-{target}-{provenance['algorithm']}"
     out_dir = writable_folder(Path(out) if out else default_output_dir() / name, "--out")
     with lock_run_dir(out_dir):  # a second command on this folder fails at once

@@ -81,11 +81,10 @@ def prior_provenance(path: str | Path) -> dict[str, str]:
     """
     path = Path(path)
     try:
-        config = (prior_summary(path) or {})["config"]
-        found = {
-            "algorithm": str(config["algorithm"]),
-            "init": init_label(str(config["model"]["pretrained"])),
-        }
+        summary = prior_summary(path) or {}
+        config = summary["config"]
+        init = summary.get("init") or init_label(str(config["model"]["pretrained"]))  # a QPT file, if any
+        found = {"algorithm": str(config["algorithm"]), "init": str(init)}
     except (KeyError, TypeError, WeightsError):
         found = {"algorithm": "unknown", "init": str(path)}
     return {"prior": str(path), **found}

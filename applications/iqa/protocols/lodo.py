@@ -15,7 +15,7 @@ from metalearn_iqa.data.records import DatasetError, IQARecord
 from metalearn_iqa.images import ImageStore
 from metalearn_iqa.inference import EvalConfig, FinetuneConfig, evaluate_records, finetune
 from metalearn_iqa.prior import PriorConfig, train_prior
-from metalearn_iqa.protocols.report import init_label, markdown_table, mean_std, write_report
+from metalearn_iqa.protocols.report import markdown_table, mean_std, write_report
 from metalearn_iqa.tasks import group_by_distortion, split_by_reference
 
 
@@ -120,7 +120,7 @@ def run_lodo(
     result: dict[str, Any] = {
         "protocol": "leave-one-distortion-out",
         "algorithm": config.prior.algorithm,
-        "init": init_label(config.prior.model.pretrained),
+        "init": config.prior.init_label,
         "zero_shot": _reading(zero_shot),
         "finetuned": _reading(finetuned) if finetuned else None,
         "config": dataclasses.asdict(config),

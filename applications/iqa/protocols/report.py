@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from metalearn.checkpoint import atomic_write_bytes
+from metalearn.checkpoint import atomic_write_text
 from metalearn.distributed import on_main
 
 
@@ -59,8 +59,8 @@ def _write_report(result: dict[str, Any], table: str, out: Path, stem: str) -> t
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
     text = json.dumps(_json_safe(result), indent=2, default=str) + "\n"
-    atomic_write_bytes(json_path, lambda fh: fh.write(text.encode()))  # a kill leaves the old or the new
-    atomic_write_bytes(md_path, lambda fh: fh.write((table + "\n").encode()))
+    atomic_write_text(json_path, text)  # a kill leaves the old file or the new one
+    atomic_write_text(md_path, table + "\n")
     return json_path, md_path
 
 

@@ -20,10 +20,8 @@ from torch import Tensor
 
 from metalearn import Task
 from metalearn_iqa.data.records import DatasetError
-from metalearn_iqa.images import normalise, read_image
+from metalearn_iqa.images import IMAGE_SUFFIXES, image_files, normalise, read_image
 from metalearn_iqa.qpt.degradations import DegradationConfig, apply_chain, sample_chain
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 @dataclass(frozen=True)
@@ -54,7 +52,7 @@ def folder_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a folder of images")
-    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = image_files(folder)
     if not paths:
         raise DatasetError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return paths

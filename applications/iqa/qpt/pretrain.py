@@ -8,7 +8,6 @@ like every other run: `metalearn.runs`), `backbone.pt` and `qpt.json`.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from metalearn import MetaTrainer, TrainerConfig
+from metalearn.checkpoint import save_json
 from metalearn.runs import claim_run_dir, lock_run_dir
 from metalearn_iqa.model import ModelConfig
 from metalearn_iqa.qpt.algorithm import QPT
@@ -128,5 +128,5 @@ def pretrain(
             "degradation_space": space_size(config.degradations),
         }
         path = save_backbone(model.backbone, config.model, out / BACKBONE_FILE, summary)
-        (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        save_json(summary, out / SUMMARY_FILE)
     return path
