@@ -153,7 +153,7 @@ class Ours(Peer):
         self.trainer = MetaTrainer(self.model, algorithm, stream, mse, device=s.device, config=config)  # type: ignore[arg-type]
 
     def meta_gradient(self, tasks: list[Task]) -> list[Tensor]:
-        results = self.algorithm.meta_steps(self.model, tasks, mse)  # type: ignore[attr-defined]
+        results = list(self.algorithm.meta_steps(self.model, tasks, mse))  # type: ignore[attr-defined]
         names = [n for n, p in self.model.named_parameters() if p.requires_grad]
         return [sum(r.gradient[n] for r in results) / len(tasks) for n in names]
 

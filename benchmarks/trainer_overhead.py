@@ -45,7 +45,7 @@ def main() -> None:
     def bare() -> None:
         tasks = sampler.sample(10, generator)
         if meta_steps is not None:
-            results = meta_steps(model, tasks, mse_loss)
+            results = list(meta_steps(model, tasks, mse_loss))
         else:
             results = [algorithm.meta_step(model, t, mse_loss) for t in tasks]
         for name, p in model.named_parameters():

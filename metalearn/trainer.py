@@ -294,13 +294,14 @@ class MetaTrainer:
         if self.config.freeze_batchnorm:
             freeze_batchnorm(self.model)
         mine = list(range(self.rank, len(tasks), self.world))
-        with self._autocast():
+        with self._autocast():  # the tasks run as their results are summed, so both happen in here
             results = self.algorithm.meta_steps(self.model, [tasks[i] for i in mine], self.loss_fn)
-        if self.optimizer is None:  # lazily created meta-parameters (Meta-SGD) exist now
-            self._build_optimizer()
-        if self._float_buffers is None:
-            self._float_buffers = {n: b for n, b in self.model.named_buffers() if b.is_floating_point()}
-        return _sum_results(results, mine, len(tasks), self._params, self._float_buffers, self.device)
+            if self.optimizer is None:  # lazily created meta-parameters (Meta-SGD) exist once the tasks ran
+                results = list(results)
+                self._build_optimizer()
+            if self._float_buffers is None:
+                self._float_buffers = {n: b for n, b in self.model.named_buffers() if b.is_floating_point()}
+            return _sum_results(results, mine, len(tasks), self._params, self._float_buffers, self.device)
 
     def _all_reduce(self, sums: _Sums) -> None:
         """Sum gradients, buffers, losses and faults over ranks (one flat all-reduce; nothing in one process)."""
@@ -311,10 +312,11 @@ class MetaTrainer:
         all_reduce_sum(gradients + buffers + [sums.loss, sums.faults])
 
     def _set_mean_gradient(self, sums: _Sums) -> None:
-        """The mean meta-gradient over the meta-batch, written into each meta-parameter's `.grad`."""
+        """The mean meta-gradient over the meta-batch, written into each meta-parameter's `.grad` (the sum's
+        own tensor, divided in place: no second parameter-sized copy)."""
         count = self.config.tasks_per_batch
         for name, param in self._params.items():
-            param.grad = (sums.gradient[name] / count).to(param.dtype)
+            param.grad = sums.gradient[name].div_(count).to(param.dtype)
 
     def _clip_gradient(self) -> None:
         if self.config.grad_clip:
@@ -374,7 +376,7 @@ class MetaTrainer:
     def _check_weights(self, iteration: int) -> None:
         """Raise `DivergedError` if the outer step left a weight that is not finite (one fused check; the
         name is looked up only on failure)."""
-        if _all_finite(list(self._params.values())):
+        if bool(_finite_flag(list(self._params.values()), self.device)):
             return
         name = self._nonfinite_weight()
         if name is not None:
@@ -715,66 +717,78 @@ class _Sums:
 
 
 def _sum_results(
-    results: list[MetaResult],
+    results: Iterable[MetaResult],
     indices: list[int],
     count: int,
     params: Mapping[str, Tensor],
     buffers: Mapping[str, Tensor],
     device: torch.device,
 ) -> _Sums:
-    """Sum the results in float32 (float64 kept) with one fused add per task; zeros where a rank had no
-    task or a task no entry, so every rank sends the same list to the all-reduce."""
-    gradient = _sum_named([r.gradient for r in results], params)
-    buffer_sum = _sum_named([r.buffers for r in results], buffers)
-    losses = [r.loss for r in results]
+    """Sum the results in float32 (float64 kept) as they arrive, one fused add per task, so a meta-batch
+    holds one task's meta-gradient at a time, not T of them; zeros where a rank had no task or a task no
+    entry, so every rank sends the same list to the all-reduce. Each task's finiteness is noted on the
+    device as it passes (no sync); it is read back once, for the whole meta-batch."""
+    gradient = _NamedSum(params)
+    buffer_sum = _NamedSum(buffers)
+    losses: list[float] = []
+    finite: list[Tensor] = []
+    for result in results:
+        gradient.add(result.gradient)
+        buffer_sum.add(result.buffers)
+        losses.append(result.loss)
+        finite.append(
+            _finite_flag([*gradient.entries(result.gradient), *buffer_sum.entries(result.buffers)], device)
+        )
+        del result  # the next task runs while the loop variable would still hold this one
+    flags = torch.stack(finite) if finite else torch.ones(0, dtype=torch.bool, device=device)
+    faulty = not (all(math.isfinite(x) for x in losses) and bool(flags.all()))
     faults = torch.zeros(count, device=device)
-    faulty = not (
-        all(math.isfinite(x) for x in losses) and _all_finite([*gradient.values(), *buffer_sum.values()])
-    )
-    if faulty:
-        for index, result in zip(indices, results):  # something is off: find which task
-            faults[index] = _fault(result, device)
+    if faulty:  # something is off: say which task (1: its loss, 2: its meta-gradient or buffers)
+        for index, task_loss, ok in zip(indices, losses, flags.tolist()):
+            faults[index] = 1.0 if not math.isfinite(task_loss) else (0.0 if ok else 2.0)
     loss = torch.tensor([sum(losses)], dtype=torch.float32, device=device)
-    return _Sums(gradient, buffer_sum, loss, faults, faulty)
+    return _Sums(gradient.totals(), buffer_sum.totals(), loss, faults, faulty)
 
 
-def _sum_named(dicts: list[dict[str, Tensor]], reference: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    names = list(reference)
-    totals: list[Tensor] | None = None
-    for entry in dicts:
-        values = [entry[n] if n in entry else None for n in names]
-        if totals is None:
-            totals = [
-                torch.zeros_like(reference[n], dtype=_sum_dtype(reference[n]))
-                if v is None
-                else v.detach().to(_sum_dtype(v), copy=True)
-                for n, v in zip(names, values)
+class _NamedSum:
+    """A running sum of named tensors over tasks, in the reference's names and order (zeros where absent)."""
+
+    def __init__(self, reference: Mapping[str, Tensor]) -> None:
+        self._reference = reference
+        self._totals: list[Tensor] | None = None
+
+    def entries(self, entry: Mapping[str, Tensor]) -> list[Tensor]:
+        """The tensors of `entry` this sum takes (those named in the reference)."""
+        return [entry[n] for n in self._reference if n in entry]
+
+    def add(self, entry: Mapping[str, Tensor]) -> None:
+        names = list(self._reference)
+        if self._totals is None:  # the first task's values, copied: an algorithm may reuse its buffers
+            self._totals = [
+                entry[n].detach().to(_sum_dtype(entry[n]), copy=True) if n in entry else self._zeros(n)
+                for n in names
             ]
-            continue
-        present = [(t, v.detach()) for t, v in zip(totals, values) if v is not None]
+            return
+        present = [(t, entry[n].detach()) for t, n in zip(self._totals, names) if n in entry]
         if present:
             torch._foreach_add_([t for t, _ in present], [v for _, v in present])
-    if totals is None:
-        totals = [torch.zeros_like(reference[n], dtype=_sum_dtype(reference[n])) for n in names]
-    return dict(zip(names, totals))
+
+    def totals(self) -> dict[str, Tensor]:
+        names = list(self._reference)
+        return dict(zip(names, self._totals if self._totals is not None else [self._zeros(n) for n in names]))
+
+    def _zeros(self, name: str) -> Tensor:
+        return torch.zeros_like(self._reference[name], dtype=_sum_dtype(self._reference[name]))
 
 
 def _sum_dtype(tensor: Tensor) -> torch.dtype:
     return torch.promote_types(tensor.dtype, torch.float32)  # keep float64 exact, lift bf16
 
 
-def _all_finite(tensors: list[Tensor]) -> bool:
-    """True when no tensor holds a NaN or an infinity: x * 0 is NaN exactly there; one fused pass, one sync."""
+def _finite_flag(tensors: list[Tensor], device: torch.device) -> Tensor:
+    """A device bool: True when no tensor holds a NaN or an infinity (their max-norms are finite: NaN
+    propagates, and no finite value overflows). One fused pass, no sync."""
     if not tensors:
-        return True
-    zeros = torch._foreach_mul([t.detach() for t in tensors], 0.0)
-    return bool(torch.stack(torch._foreach_norm(zeros)).isfinite().all())
-
-
-def _fault(result: MetaResult, device: torch.device) -> Tensor:
-    """0 if a task's loss, meta-gradient and buffers are all finite, 1 if its loss is not, else 2."""
-    loss = torch.as_tensor(result.loss, dtype=torch.float32, device=device)
-    tensors = [*result.gradient.values(), *(b for b in result.buffers.values() if b.is_floating_point())]
-    finite = [torch.isfinite(t).all().to(device) for t in tensors]
-    rest_ok = torch.stack(finite).all() if finite else torch.ones((), dtype=torch.bool, device=device)
-    return torch.where(torch.isfinite(loss).all(), torch.where(rest_ok, 0.0, 2.0), 1.0).to(device)
+        return torch.ones((), dtype=torch.bool, device=device)
+    norms = torch._foreach_norm([t.detach() for t in tensors], float("inf"))
+    return torch.stack([n.to(device) for n in norms]).isfinite().all()

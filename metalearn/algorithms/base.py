@@ -171,9 +171,11 @@ class MetaAlgorithm(ABC):
         """The task's meta-gradient, keyed by parameter name; the model is left unchanged."""
         return self.meta_step(model, task, loss_fn).gradient
 
-    def meta_steps(self, model: nn.Module, tasks: Sequence[Task], loss_fn: LossFn) -> list[MetaResult]:
-        """`meta_step` for each task, in order; an algorithm may override it to batch tasks together."""
-        return [self.meta_step(model, task, loss_fn) for task in tasks]
+    def meta_steps(self, model: nn.Module, tasks: Sequence[Task], loss_fn: LossFn) -> Iterable[MetaResult]:
+        """`meta_step` for each task, in order, yielded one at a time so the trainer can sum each result and
+        let it go before the next task runs; an algorithm may override it to batch tasks together."""
+        for task in tasks:
+            yield self.meta_step(model, task, loss_fn)
 
     @abstractmethod
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:

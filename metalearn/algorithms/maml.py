@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import higher
@@ -75,7 +75,7 @@ class MAML(MetaAlgorithm):
             self.inner_lr, self.inner_steps, self.inner_optimizer, self.betas, first_order=self.first_order
         )
 
-    def meta_steps(self, model: nn.Module, tasks: Sequence[Task], loss_fn: LossFn) -> list[MetaResult]:
+    def meta_steps(self, model: nn.Module, tasks: Sequence[Task], loss_fn: LossFn) -> Iterable[MetaResult]:
         if self.backend == "func" and functional_maml.can_batch(model, tasks):
             return functional_maml.batched_meta_steps(model, tasks, loss_fn, self._inner_loop())
         return super().meta_steps(model, tasks, loss_fn)

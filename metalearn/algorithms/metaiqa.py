@@ -112,8 +112,11 @@ class MetaIQA(MetaAlgorithm):
                     grad_sum[name] = grad_sum[name] + g if name in grad_sum else g.clone()
             opt.step()
 
+        if self.reset_inner_state:  # its moments are the size of the model: let them go before the next task
+            self._optimizer = None
+            del opt
         if self.signal == "query_gradient":
-            gradient = {name: g / self.inner_steps for name, g in grad_sum.items()}
+            gradient = {name: g.div_(self.inner_steps) for name, g in grad_sum.items()}
         else:
             gradient = displacement(model, fast)
         return MetaResult(gradient=gradient, loss=first_loss, buffers=snapshot_buffers(fast))

@@ -28,7 +28,7 @@ def both(model: nn.Module, tasks: list[Task], **hyper: object) -> tuple[list, li
     out = []
     for backend in ("func", "higher"):
         torch.manual_seed(0)
-        out.append(MAML(backend=backend, **hyper).meta_steps(model, tasks, mse))  # type: ignore[arg-type]
+        out.append(list(MAML(backend=backend, **hyper).meta_steps(model, tasks, mse)))  # type: ignore[arg-type]
     return out[0], out[1]
 
 
@@ -151,7 +151,11 @@ def test_meta_steps_leave_the_model_untouched() -> None:
     model = sinusoid_mlp(hidden=8)
     before = copy.deepcopy(model.state_dict())
     for first_order in (False, True):
-        MAML(first_order=first_order).meta_steps(model, SinusoidSampler().sample(3, torch.Generator()), mse)
+        list(
+            MAML(first_order=first_order).meta_steps(
+                model, SinusoidSampler().sample(3, torch.Generator()), mse
+            )
+        )
     for name, value in model.state_dict().items():
         assert torch.equal(value, before[name])
     assert all(p.grad is None for p in model.parameters())
