@@ -141,14 +141,9 @@ class PriorConfig:
 
         Each count is what the algorithm draws and differentiates (`tests/iqa/test_prior_compute.py`).
         """
-        k, t, name = self.inner_steps, self.tasks_per_batch, self.canonical_algorithm
         if self.is_plain:
-            return 1
-        if name == "pooled-baseline":
-            return 2 * self.task.batches * t  # every support and query batch of each task, once
-        if name in ("maml", "fomaml", "l2l-maml", "l2l-metasgd"):
-            return (k + 1) * t  # k support steps + 1 query batch per task
-        return 2 * k * t  # metaiqa: k support + k query steps; reptile: 2k steps over support then query
+            return 1  # one task of one batch
+        return build_algorithm(self).passes_per_task(self.task.batches) * self.tasks_per_batch
 
     def passes_per_epoch(self, n_images: int) -> int:
         return max(1, math.ceil(n_images / self.task.batch_size))

@@ -177,6 +177,12 @@ class MetaAlgorithm(ABC):
         for task in tasks:
             yield self.meta_step(model, task, loss_fn)
 
+    def passes_per_task(self, batches: int) -> int:
+        """Forward+backward passes of one batch that `meta_step` spends on a task whose support and query
+        sets hold `batches` batches each: what equal-compute comparisons count. Optional for a new
+        algorithm; the built-in ones declare it, and a test counts their loss evaluations against it."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare passes_per_task")
+
     @abstractmethod
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
         """Meta-gradient plus the adapted copy's buffers and the query loss (what the trainer consumes)."""

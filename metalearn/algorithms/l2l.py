@@ -81,6 +81,9 @@ class L2LMAML(MetaAlgorithm):
         check_inner_steps(self.inner_steps, type(self).__name__)
         self.l2l = import_learn2learn()
 
+    def passes_per_task(self, batches: int) -> int:
+        return self.inner_steps + 1  # one support batch per inner step, then one query batch (Meta-SGD too)
+
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
         params = named_trainable(model)
         with preserved_buffers(model):  # learn2learn clones share buffers with the model

@@ -80,6 +80,9 @@ class MAML(MetaAlgorithm):
             return functional_maml.batched_meta_steps(model, tasks, loss_fn, self._inner_loop())
         return super().meta_steps(model, tasks, loss_fn)
 
+    def passes_per_task(self, batches: int) -> int:
+        return self.inner_steps + 1  # one support batch per inner step, then one query batch
+
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
         if self.backend == "func":
             return functional_maml.task_meta_step(model, task, loss_fn, self._inner_loop())

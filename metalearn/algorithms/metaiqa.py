@@ -90,6 +90,9 @@ class MetaIQA(MetaAlgorithm):
             group["lr"] = self.inner_lr
         return optimizer
 
+    def passes_per_task(self, batches: int) -> int:
+        return 2 * self.inner_steps  # k support steps, then k query steps
+
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
         device = model_device(model)
         fast = self._scratch.load(model)

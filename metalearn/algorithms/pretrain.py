@@ -49,6 +49,9 @@ class Pretrain(MetaAlgorithm):
     def __post_init__(self) -> None:
         check_optimizer_name(self.adapt_optimizer)
 
+    def passes_per_task(self, batches: int) -> int:
+        return 2 * batches if self.uses_query else batches  # every batch of the pooled sets, once
+
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
         device = model_device(model)
         params = named_trainable(model)

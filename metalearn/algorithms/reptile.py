@@ -53,6 +53,9 @@ class Reptile(MetaAlgorithm):
         check_optimizer_name(self.inner_optimizer)
         self._scratch = ScratchCopy()
 
+    def passes_per_task(self, batches: int) -> int:
+        return self.inner_steps  # one batch per step, over support then query
+
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
         fast = self._scratch.load(model)
         opt = make_optimizer(self.inner_optimizer, fast.parameters(), self.inner_lr)
