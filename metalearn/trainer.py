@@ -755,27 +755,27 @@ class _NamedSum:
 
     def __init__(self, reference: Mapping[str, Tensor]) -> None:
         self._reference = reference
+        self._names = list(reference)
         self._totals: list[Tensor] | None = None
 
     def entries(self, entry: Mapping[str, Tensor]) -> list[Tensor]:
         """The tensors of `entry` this sum takes (those named in the reference)."""
-        return [entry[n] for n in self._reference if n in entry]
+        return [entry[n] for n in self._names if n in entry]
 
     def add(self, entry: Mapping[str, Tensor]) -> None:
-        names = list(self._reference)
         if self._totals is None:  # the first task's values, copied: an algorithm may reuse its buffers
             self._totals = [
                 entry[n].detach().to(_sum_dtype(entry[n]), copy=True) if n in entry else self._zeros(n)
-                for n in names
+                for n in self._names
             ]
             return
-        present = [(t, entry[n].detach()) for t, n in zip(self._totals, names) if n in entry]
+        present = [(t, entry[n].detach()) for t, n in zip(self._totals, self._names) if n in entry]
         if present:
             torch._foreach_add_([t for t, _ in present], [v for _, v in present])
 
     def totals(self) -> dict[str, Tensor]:
-        names = list(self._reference)
-        return dict(zip(names, self._totals if self._totals is not None else [self._zeros(n) for n in names]))
+        totals = self._totals if self._totals is not None else [self._zeros(n) for n in self._names]
+        return dict(zip(self._names, totals))
 
     def _zeros(self, name: str) -> Tensor:
         return torch.zeros_like(self._reference[name], dtype=_sum_dtype(self._reference[name]))

@@ -28,12 +28,12 @@ class Probe(MetaAlgorithm):
         self.returned: list[weakref.ref] = []
         self.alive_at_start: list[int] = []
         self.inside: list[bool] = []
-        self.autocast_flag: list[bool] = [False]
+        self.in_autocast = False  # set by the test's stand-in for the trainer's autocast context
         self.calls = 0
 
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
         self.alive_at_start.append(sum(ref() is not None for ref in self.returned))
-        self.inside.append(self.autocast_flag[0])
+        self.inside.append(self.in_autocast)
         gradient = {name: torch.full_like(p, 1.0 + self.calls) for name, p in model.named_parameters()}
         if self.calls == self.nan_task:
             next(iter(gradient.values()))[0] = float("nan")
@@ -69,11 +69,11 @@ def test_tasks_run_inside_the_trainers_autocast_context(monkeypatch: pytest.Monk
 
     @contextlib.contextmanager
     def flagged() -> Iterator[None]:
-        probe.autocast_flag[0] = True
+        probe.in_autocast = True
         try:
             yield
         finally:
-            probe.autocast_flag[0] = False
+            probe.in_autocast = False
 
     monkeypatch.setattr(trainer, "_autocast", flagged)
     trainer.step()
