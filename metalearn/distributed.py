@@ -250,23 +250,48 @@ def timeout_from_env(environ: Mapping[str, str] | None = None) -> timedelta:
 
 
 @contextlib.contextmanager
-def process_group(launch: Launch, device: torch.device, timeout: timedelta | None = None) -> Iterator[None]:
+def process_group(
+    launch: Launch,
+    device: torch.device,
+    timeout: timedelta | None = None,
+    init_method: str = "env://",
+) -> Iterator[None]:
     """Join the launch's process group for the block (NCCL on a GPU, gloo otherwise) and leave it after.
 
     Collectives fail after `timeout` (default `timeout_from_env()`) rather than wait forever for a rank
-    that died; leaving the group on the way out lets the others fail fast too.
+    that died. `init_method` is how the ranks find each other: `env://` (what `torchrun` sets up) or a
+    `file://` path that no other launch uses (what the tests use: it cannot collide with a port in use).
+
+    Leaving: when the block ends normally, every rank first waits for the others at a barrier (with the
+    same timeout), so no rank tears its connections down while a peer is still inside a collective (gloo's
+    shutdown race: "Connection reset by peer" in the slower rank). When the block raises, the rank leaves
+    at once without waiting on peers that may be gone, so they fail fast too.
     """
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    timeout = timeout or timeout_from_env()
     dist.init_process_group(
         backend,
-        init_method="env://",
+        init_method=init_method,
         rank=launch.rank,
         world_size=launch.world_size,
-        timeout=timeout or timeout_from_env(),
+        timeout=timeout,
     )
     try:
         yield
+    except BaseException:
+        dist.destroy_process_group()
+        raise
+    try:
+        _barrier(timeout)
     finally:
         dist.destroy_process_group()
+
+
+def _barrier(timeout: timedelta) -> None:
+    """Wait until every rank gets here, failing after `timeout` (gloo names the ranks that did not come)."""
+    if dist.get_backend() == "gloo":
+        dist.monitored_barrier(timeout=timeout, wait_all_ranks=True)
+    else:
+        dist.barrier(device_ids=[torch.cuda.current_device()])

@@ -3,18 +3,19 @@ rank 0 alone touches the run folder and the other rank shares its outcome, error
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from metalearn import MetaTrainer, TrainerConfig
 from metalearn.algorithms import MAML
-from metalearn.distributed import local_main_first, on_main
+from metalearn.distributed import Launch, local_main_first, on_main, process_group
 from metalearn.examples.sinusoid import SinusoidSampler, sinusoid_mlp
 from metalearn.runs import RunExistsError, RunLockedError, claim_run_dir, lock_run_dir
 
@@ -33,14 +34,17 @@ def _train(iterations: int = 3) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+def _joined(rank: int, world: int, init_file: str) -> contextlib.AbstractContextManager[None]:
+    """The library's own process group, as users join it, over a rendezvous file of this test's alone."""
+    launch = Launch(rank=rank, world_size=world, local_rank=rank, local_world_size=world)
+    return process_group(launch, torch.device("cpu"), init_method=f"file://{init_file}")
+
+
 def _worker(rank: int, world: int, init_file: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
+    with _joined(rank, world, init_file):
         state = _train()
         if rank == 0:
             torch.save(state, out)
-    finally:
-        dist.destroy_process_group()
 
 
 def test_two_processes_match_one(tmp_path):
@@ -103,12 +107,9 @@ def _resume(folder: str) -> list[dict[str, torch.Tensor]]:
 
 
 def _two_rank_worker(rank: int, world: int, tmp: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{tmp}/init", rank=rank, world_size=world)
-    try:
+    with _joined(rank, world, f"{tmp}/init"):
         seen = _shared_file_work(rank, f"{tmp}/locked")
         seen["weights"] = _resume(f"{tmp}/resumed")
-    finally:
-        dist.destroy_process_group()
     torch.save(seen, f"{tmp}/seen.{rank}")
 
 
@@ -145,3 +146,27 @@ def test_two_ranks_resume_exactly_with_dropout(two_ranks):
     saved = torch.load(tmp / "resumed" / "checkpoint.pt", weights_only=True)
     assert len(saved["rng_ranks"]) == 2
     assert not torch.equal(saved["rng_ranks"][0]["torch"], saved["rng_ranks"][1]["torch"])
+
+
+def _leaving_worker(rank: int, world: int, tmp: str) -> None:
+    """Rank 1 fails inside the group; each rank records how it left (it must leave, not hang)."""
+    launch = Launch(rank=rank, world_size=world, local_rank=rank, local_world_size=world)
+    outcome = "left cleanly"
+    try:
+        with process_group(
+            launch, torch.device("cpu"), timeout=timedelta(seconds=60), init_method=f"file://{tmp}/init"
+        ):
+            on_main(lambda: None)  # one collective together first
+            if rank == 1:
+                raise ValueError("rank 1 failed")
+    except Exception as exc:  # noqa: BLE001 - recorded for the test to read
+        outcome = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    Path(tmp, f"outcome.{rank}").write_text(outcome)
+
+
+def test_a_failing_rank_leaves_at_once_and_its_peer_is_told(tmp_path):
+    """The failing rank leaves without waiting; the rank that finished does not report success as if all
+    ranks had (its closing barrier fails because its peer is gone), and neither hangs."""
+    mp.spawn(_leaving_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    assert (tmp_path / "outcome.1").read_text() == "ValueError: rank 1 failed"
+    assert (tmp_path / "outcome.0").read_text() != "left cleanly"
