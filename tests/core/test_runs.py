@@ -235,7 +235,7 @@ def test_a_torn_metrics_row_is_dropped_on_resume(tmp_path: Path) -> None:
 
 def test_config_is_written_before_the_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A kill between two of a checkpoint's files must never leave a checkpoint.pt without its config."""
-    import metalearn.trainer as trainer_module
+    import metalearn.trainer.checkpoints as trainer_module
 
     order: list[str] = []
     save_json, save_state = trainer_module.save_json, trainer_module.save_state

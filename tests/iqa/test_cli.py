@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 import torch
@@ -80,7 +81,7 @@ def test_iqa_group_is_discovered_through_the_entry_point() -> None:
 
 def test_help_of_every_iqa_command() -> None:
     assert run("iqa", "--help").exit_code == 0
-    names = sorted(iqa.commands)
+    names = iqa.list_commands(click.Context(iqa))
     assert {"data", "train", "finetune", "evaluate", "predict", "lodo", "cross", "demo"} <= set(names)
     for name in names:
         result = run("iqa", name, "--help")
