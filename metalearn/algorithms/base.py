@@ -167,6 +167,13 @@ class MetaAlgorithm(ABC):
     creates_parameters_lazily: bool = False
     """True when `extra_parameters()` stays empty until the first `meta_step` (e.g. Meta-SGD's rates)."""
 
+    @property
+    def carries_state_between_tasks(self) -> bool:
+        """True when `meta_step` changes state of the algorithm's that the next task sees (MetaIQA's kept
+        inner Adam, a momentum queue). The trainer then never abandons a step half-way (it could not put
+        that state back); otherwise a stop request may cut a long step short between two tasks."""
+        return False
+
     def meta_gradient(self, model: nn.Module, task: Task, loss_fn: LossFn) -> dict[str, Tensor]:
         """The task's meta-gradient, keyed by parameter name; the model is left unchanged."""
         return self.meta_step(model, task, loss_fn).gradient

@@ -30,3 +30,8 @@ class Interrupted(RuntimeError):
         self.signum = signum
         self.iteration = iteration
         self.checkpoint = checkpoint
+
+
+class StepAbandoned(Exception):
+    """Internal: a stop request arrived between two tasks and the step was abandoned, its random streams
+    put back, so the trainer's state is the previous iteration's (the loop then stops as between steps)."""

@@ -19,8 +19,8 @@ from metalearn.distributed import agreed_signal, on_main
 from metalearn.logger import MetricsLogger
 from metalearn.runs import ResumeMismatchError, claim_run_dir, lock_run_dir
 from metalearn.trainer.checkpoints import CHECKPOINT_FILE, RUN_FILE_NAMES, RUN_FILES
-from metalearn.trainer.errors import DivergedError, Interrupted
-from metalearn.trainer.signals import stop_requests
+from metalearn.trainer.errors import DivergedError, Interrupted, StepAbandoned
+from metalearn.trainer.signals import StopRequests, stop_requests
 
 if TYPE_CHECKING:
     from metalearn.trainer.trainer import MetaTrainer
@@ -43,9 +43,13 @@ def fit(
     (`RunExistsError`) unless `overwrite=True` deletes it first. The folders are locked while training
     (`RunLockedError` for a second run on them).
 
-    SIGINT or SIGTERM (main thread) ends the current iteration, saves a checkpoint to `checkpoint_dir`
-    and raises `Interrupted`; the previous signal handlers are restored when `fit` returns. Under
-    `torchrun` every rank stops at the same iteration, and rank 0 alone locks, logs and writes.
+    SIGINT or SIGTERM (main thread) stops training at the next safe point: the end of the current
+    iteration, or (one process, an algorithm that carries no state between tasks) the end of the current
+    task, the iteration then being abandoned and replayed on resume. A checkpoint is saved to
+    `checkpoint_dir` and `Interrupted` raised. A second signal meanwhile raises `ForcedStop` at once (no
+    new checkpoint; the files on disk stay whole). The previous signal handlers are restored when `fit`
+    returns. Under `torchrun` every rank stops at the same iteration, and rank 0 alone locks, logs and
+    writes.
     """
     if isinstance(iterations, bool) or not isinstance(iterations, int):
         raise TypeError(f"iterations must be a whole number of outer steps, got {iterations!r}")
@@ -80,7 +84,7 @@ def _loop(
     checkpoint_dir: str | Path | None,
     log_dir: str | Path | None,
     callback: Callable[[dict[str, float]], None] | None,
-    stops: list[int] | None = None,
+    stops: StopRequests | None = None,
 ) -> list[dict[str, float]]:
     """Step, log and checkpoint until `iterations` (the folders are already claimed and locked)."""
     main_process = trainer.rank == 0
@@ -96,13 +100,16 @@ def _loop(
         disable=not (trainer.config.progress and main_process),
         dynamic_ncols=True,
     )
-    stops = [] if stops is None else stops
+    stops = StopRequests() if stops is None else stops
     try:
         while trainer.iteration < iterations:
-            signum = agreed_signal(stops)  # under torchrun: the same answer on every rank
+            signum = agreed_signal(stops.received)  # under torchrun: the same answer on every rank
             if signum:
                 _stop(trainer, signum, checkpoint_dir)
-            row = trainer.step()
+            try:
+                row = trainer.step(stops)
+            except StepAbandoned:  # a stop request mid-step: the state is the last iteration's again
+                _stop(trainer, stops.first, checkpoint_dir)
             rows.append(row)
             bar.update(1)
             bar.set_postfix(loss=f"{row['loss']:.4f}", tasks_s=f"{row['tasks_per_s']:.1f}")

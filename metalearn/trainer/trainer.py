@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from metalearn.algorithms import MetaAlgorithm, get_algorithm
-from metalearn.algorithms.base import LossFn, algorithm_key, freeze_batchnorm
+from metalearn.algorithms.base import LossFn, MetaResult, algorithm_key, freeze_batchnorm
 from metalearn.checkpoint import first_nonfinite
 from metalearn.distributed import all_reduce_sum, broadcast_module, rank_and_world
 from metalearn.losses import mse_loss
@@ -26,8 +26,9 @@ from metalearn.task import Task, TaskData
 from metalearn.trainer import loop
 from metalearn.trainer.checkpoints import Checkpointer, rank_seed
 from metalearn.trainer.config import TrainerConfig, resolve_device
-from metalearn.trainer.errors import DivergedError
+from metalearn.trainer.errors import DivergedError, StepAbandoned
 from metalearn.trainer.meta_batch import MetaBatchSums, finite_flag, sum_results
+from metalearn.trainer.signals import StopRequests
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -125,11 +126,23 @@ class MetaTrainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def step(self) -> dict[str, float]:
-        """One outer iteration; returns the logged metrics. Each phase is one method, in this order."""
+    def step(self, stops: StopRequests | None = None) -> dict[str, float]:
+        """One outer iteration; returns the logged metrics. Each phase is one method, in this order.
+
+        With `stops` (what `fit` passes), a stop request that arrives between two tasks abandons the step
+        when it can be replayed exactly (`_can_abandon`): the random streams are put back and
+        `StepAbandoned` is raised, so a long iteration does not hold a stop up.
+        """
         start = time.perf_counter()
+        replay = self._replay_point() if stops is not None and self._can_abandon() else None
         tasks = self._sample_tasks()
-        sums = self._meta_gradients(tasks)  # this rank's share of the tasks, summed
+        try:
+            sums = self._meta_gradients(tasks, stops if replay is not None else None)
+        except StepAbandoned:
+            assert replay is not None
+            self.generator.set_state(replay[0])
+            torch.set_rng_state(replay[1])
+            raise
         self._all_reduce(sums)  # every rank now holds the sums over all tasks
         if sums.faulty or self.world > 1:  # before the step: the model keeps its last finite weights
             self._check_faults(sums.faults)
@@ -148,14 +161,32 @@ class MetaTrainer:
             raise ValueError(f"sampler returned {len(tasks)} tasks, expected {self.config.tasks_per_batch}")
         return tasks
 
-    def _meta_gradients(self, tasks: list[Task]) -> MetaBatchSums:
-        """This rank's tasks (every `world`-th from `rank`) through the algorithm, their results summed."""
+    def _can_abandon(self) -> bool:
+        """Whether a step cut short between tasks leaves nothing behind but its random draws: one process
+        (ranks must reach the all-reduce together), an algorithm and a sampler that carry no state from
+        task to task, and no outer optimizer still to build from the first tasks (Meta-SGD)."""
+        return (
+            self.world == 1
+            and not self.algorithm.carries_state_between_tasks
+            and not hasattr(self.sampler, "state_dict")
+            and self.optimizer is not None
+        )
+
+    def _replay_point(self) -> tuple[Tensor, Tensor]:
+        """The task generator's and torch's global stream's states (small tensors), to replay a step."""
+        return self.generator.get_state(), torch.get_rng_state()
+
+    def _meta_gradients(self, tasks: list[Task], stops: StopRequests | None = None) -> MetaBatchSums:
+        """This rank's tasks (every `world`-th from `rank`) through the algorithm, their results summed;
+        with `stops`, `StepAbandoned` is raised between two tasks once a stop is requested."""
         self.model.train()
         if self.config.freeze_batchnorm:
             freeze_batchnorm(self.model)
         mine = list(range(self.rank, len(tasks), self.world))
         with self._autocast():  # the tasks run as their results are summed, so both happen in here
             results = self.algorithm.meta_steps(self.model, [tasks[i] for i in mine], self.loss_fn)
+            if stops is not None:
+                results = _until_stopped(results, len(mine), stops)
             if self.optimizer is None:  # lazily created meta-parameters (Meta-SGD) exist once the tasks ran
                 results = list(results)
                 self._build_optimizer()
@@ -293,3 +324,12 @@ class MetaTrainer:
     def load_checkpoint(self, directory: str | Path) -> None:
         """Restore the training state saved in `directory` (see `Checkpointer.load`)."""
         self.checkpoints.load(directory)
+
+
+def _until_stopped(results: Iterable[MetaResult], count: int, stops: StopRequests) -> Iterator[MetaResult]:
+    """`results`, but `StepAbandoned` before a task (after the first) starts once a stop is requested."""
+    iterator = iter(results)
+    for index in range(count):
+        if index and stops:
+            raise StepAbandoned
+        yield next(iterator)
