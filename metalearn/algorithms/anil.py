@@ -143,7 +143,9 @@ class ANIL(MetaAlgorithm):
         name, head, head_names = self._split(model)
         prefix = name + "."
         features_of = HeadFeatures(name, head)
-        inner = InnerLoop(self.inner_lr, self.inner_steps, self.inner_optimizer, self.betas, self.first_order)
+        inner = InnerLoop(
+            self.inner_lr, self.inner_steps, self.inner_optimizer, self.betas, first_order=self.first_order
+        )
         params: Params = dict(named_trainable(model))
         buffers = {k: b.detach().clone() for k, b in model.named_buffers()}  # the adapted copy's statistics
         head_buffers = {k.removeprefix(prefix): b for k, b in buffers.items() if k.startswith(prefix)}

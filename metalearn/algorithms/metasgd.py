@@ -33,7 +33,7 @@ def rate_key(name: str) -> str:
     return algorithm_key(RATE_PREFIX + name)
 
 
-@register_algorithm("metasgd", "meta-sgd")
+@register_algorithm("metasgd")
 @dataclass(eq=False)
 class MetaSGD(MetaAlgorithm):
     """Meta-SGD (Li, Zhou, Chen and Li, 2017, "Meta-SGD: Learning to Learn Quickly for Few-Shot Learning",

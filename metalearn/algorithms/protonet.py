@@ -102,7 +102,7 @@ class PrototypeClassifier(nn.Module):
         return prototype_logits(embeddings[shots:], prototypes, self.distance, self.scale)
 
 
-@register_algorithm("protonet", "protonets")
+@register_algorithm("protonet")
 @dataclass(eq=False)
 class ProtoNet(MetaAlgorithm):
     """Prototypical Networks (Snell, Swersky and Zemel, 2017, "Prototypical Networks for Few-shot Learning",

@@ -13,9 +13,7 @@ from torch.nn.functional import cross_entropy
 
 from metalearn.algorithms import (
     ALGORITHMS,
-    MAML,
     MetaAlgorithm,
-    MetaSGD,
     PrototypeClassifier,
     algorithm_class,
     get_algorithm,
@@ -55,8 +53,11 @@ def test_every_algorithm_meta_learns_from_class_labels(name: str) -> None:
     x, y = episode().support  # type: ignore[misc]
     assert y.dtype == torch.int64
     before, modes = state_of(model), [m.training for m in model.modules()]
-    gradient = algorithm.meta_gradient(model, Task(support=(x, y), query=(x, y)), cross_entropy)
+    result = algorithm.meta_step(model, Task(support=(x, y), query=(x, y)), cross_entropy)
     assert_untouched(model, before, modes)
+    gradient = result.gradient
+    assert result.buffers.keys() == before.keys() - {n for n, _ in model.named_parameters()}
+    assert not torch.equal(result.buffers["1.running_mean"], before["1.running_mean"])  # the copy's moved
     names = [n for n, _ in model.named_parameters()]
     assert [k for k in gradient if not k.startswith("algorithm.")] == names
     for key, value in gradient.items():
@@ -96,13 +97,17 @@ def test_adapt_keeps_the_mode_it_was_given(name: str, mode: str) -> None:
     copy = adapted.embedding if isinstance(adapted, PrototypeClassifier) else adapted
     assert adapted.training == model.training
     assert [m.training for m in copy.modules()] == modes
+    assert all(a.data_ptr() != b.data_ptr() for a, b in zip(copy.parameters(), model.parameters()))
     moved = not torch.equal(copy.state_dict()["1.running_mean"], before["1.running_mean"])
     assert moved == (mode == "train")  # batch statistics update the copy's running ones; eval keeps them
 
 
-@pytest.mark.parametrize("algorithm", [MAML(inner_lr=0.1, inner_steps=2), MetaSGD(inner_lr=0.1, inner_steps=2)])
-def test_vmap_over_episodes_matches_task_by_task(algorithm: MetaAlgorithm) -> None:
-    """Evaluation-mode BatchNorm lets MAML's torch.func backend batch the episodes; same numbers as one by one."""
+@pytest.mark.parametrize("name", ["maml", "metasgd"])
+@pytest.mark.parametrize("first_order", [False, True])
+def test_vmap_over_episodes_matches_task_by_task(name: str, first_order: bool) -> None:
+    """Evaluation-mode BatchNorm lets the torch.func backend batch the episodes; same numbers as one by one
+    (first-order Meta-SGD's rate gradient is a formula on the vmap path, autograd on the other)."""
+    algorithm = get_algorithm(name, inner_lr=0.1, inner_steps=2, first_order=first_order)
     model = tiny_conv(dtype=torch.float64).eval()
     tasks = [episode(seed=s, dtype=torch.float64) for s in (1, 2, 3)]
     assert can_batch(model, tasks)
