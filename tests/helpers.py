@@ -72,7 +72,9 @@ class TemplateEpisodes:
     """N-way K-shot episodes over `classes` fixed random 8x8 templates plus noise, labels shuffled per episode
     (so only learning to compare images, not a fixed classifier, helps), all drawn from the generator."""
 
-    def __init__(self, ways: int = 5, shots: int = 1, queries: int = 3, classes: int = 12, noise: float = 0.8):
+    def __init__(
+        self, ways: int = 5, shots: int = 1, queries: int = 3, classes: int = 12, noise: float = 0.8
+    ):
         self.ways, self.shots, self.queries, self.noise = ways, shots, queries, noise
         self.templates = torch.randn(classes, 1, 8, 8, generator=torch.Generator().manual_seed(123))
 

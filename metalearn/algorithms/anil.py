@@ -35,8 +35,8 @@ def find_head(model: nn.Module, head: str | None) -> tuple[str, nn.Module]:
         return children[-1]
     module = dict(model.named_modules()).get(head)
     if module is None or module is model:
-        children = ", ".join(name for name, _ in model.named_children())
-        raise ValueError(f"anil: head {head!r} is not a module of the model (its children: {children})")
+        names = ", ".join(name for name, _ in model.named_children())
+        raise ValueError(f"anil: head {head!r} is not a module of the model (its children: {names})")
     return head, module
 
 

@@ -269,7 +269,7 @@ def first_order_adapt(
     return adapted
 
 
-def loss_gradients(loss: Tensor, params: list[nn.Parameter]) -> list[Tensor]:
+def loss_gradients(loss: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
     """Gradients of `loss` w.r.t. `params` without touching `.grad` (zeros for unused parameters)."""
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     return [g.detach() if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)]

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from metalearn.algorithms import functional_maml
 from metalearn.algorithms.base import (
@@ -107,14 +107,14 @@ class MetaSGD(MetaAlgorithm):
 
     def meta_steps(self, model: nn.Module, tasks: Sequence[Task], loss_fn: LossFn) -> Iterable[MetaResult]:
         if functional_maml.can_batch(model, tasks):
-            rates = dict(self.rates(model))
+            rates: dict[str, Tensor] = dict(self.rates(model))
             return functional_maml.batched_meta_steps(
                 model, tasks, loss_fn, self._inner_loop(), rates=rates, rate_key=rate_key
             )
         return super().meta_steps(model, tasks, loss_fn)
 
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
-        rates = dict(self.rates(model))
+        rates: dict[str, Tensor] = dict(self.rates(model))
         return functional_maml.task_meta_step(
             model, task, loss_fn, self._inner_loop(), rates=rates, rate_key=rate_key
         )
@@ -125,8 +125,10 @@ class MetaSGD(MetaAlgorithm):
         steps = self.inner_steps if steps is None else steps
         adapted = adapted_copy(model)
         trainable = named_trainable(adapted)
-        params = [p for _, p in trainable]
-        rates = [self.rates(model)[n].detach() for n, _ in trainable] if self._rates else None
+        params: list[Tensor] = [p for _, p in trainable]
+        rates: list[Tensor] | None = (
+            [self.rates(model)[n].detach() for n, _ in trainable] if self._rates else None
+        )
         batches = cycle_batches(data, "adaptation data", model_device(model))
         for _ in range(steps):
             inputs, targets = next(batches)
@@ -135,5 +137,5 @@ class MetaSGD(MetaAlgorithm):
                 if rates is None:
                     torch._foreach_add_(params, grads, alpha=-self.inner_lr)
                 else:
-                    torch._foreach_sub_(params, torch._foreach_mul(grads, rates))
+                    torch._foreach_addcmul_(params, grads, rates, value=-1)
         return adapted

@@ -85,6 +85,9 @@ class PrototypeClassifier(nn.Module):
     image is normalised with the running statistics, so the result equals embedding the two apart.
     """
 
+    support_inputs: Tensor
+    support_labels: Tensor
+
     def __init__(
         self, embedding: nn.Module, support: tuple[Tensor, Tensor], distance: str, scale: float
     ) -> None:

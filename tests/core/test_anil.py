@@ -102,7 +102,9 @@ def test_anil_matches_finite_differences() -> None:
             loss = cross_entropy(functional_call(model, params, (xs,)), ys)
             head = [n for n in names if n.startswith(HEAD)]
             grads = torch.autograd.grad(loss, [params[n] for n in head])
-            params.update({n: (params[n] - LR * g).detach().requires_grad_(True) for n, g in zip(head, grads)})
+            params.update(
+                {n: (params[n] - LR * g).detach().requires_grad_(True) for n, g in zip(head, grads)}
+            )
         with torch.no_grad():
             return cross_entropy(functional_call(model, params, (xq,)), yq).item()
 
@@ -124,7 +126,9 @@ def test_anil_matches_learn2learn_maml_on_the_head(steps: int, first_order: bool
     l2l = import_learn2learn()
     model = tiny_conv(dtype=torch.float64).train()
     task = episode(shots=2, dtype=torch.float64)
-    got = ANIL(inner_lr=LR, inner_steps=steps, first_order=first_order).meta_gradient(model, task, cross_entropy)
+    got = ANIL(inner_lr=LR, inner_steps=steps, first_order=first_order).meta_gradient(
+        model, task, cross_entropy
+    )
 
     reference = copy.deepcopy(model)
     body, head = reference[:5], l2l.algorithms.MAML(reference[5], lr=LR, first_order=first_order)
@@ -169,8 +173,10 @@ class Regressor(nn.Module):
 
 def regression_task() -> Task:
     g = torch.Generator().manual_seed(0)
-    return Task(support=(torch.randn(6, 3, generator=g), torch.randn(6, generator=g)),
-                query=(torch.randn(5, 3, generator=g), torch.randn(5, generator=g)))
+    return Task(
+        support=(torch.randn(6, 3, generator=g), torch.randn(6, generator=g)),
+        query=(torch.randn(5, 3, generator=g), torch.randn(5, generator=g)),
+    )
 
 
 def test_a_squeezed_head_output_is_followed_and_other_post_processing_refused() -> None:
@@ -196,13 +202,18 @@ def test_a_squeezed_head_output_is_followed_and_other_post_processing_refused() 
 
 def test_head_names_are_checked() -> None:
     model, task = tiny_conv(), episode()
-    with pytest.raises(ValueError, match=r"^anil: head 'fc' is not a module of the model \(its children: 0, 1, 2"):
+    with pytest.raises(
+        ValueError, match=r"^anil: head 'fc' is not a module of the model \(its children: 0, 1, 2"
+    ):
         ANIL(head="fc").meta_gradient(model, task, cross_entropy)
     with pytest.raises(ValueError, match="^anil: head '2' has no trainable parameters"):
         ANIL(head="2").meta_gradient(model, task, cross_entropy)
     with pytest.raises(ValueError, match="^anil: the model has no child module"):
-        ANIL().meta_gradient(nn.Linear(64, 5), Task(support=(torch.randn(3, 64), torch.arange(3)),
-                                                   query=(torch.randn(3, 64), torch.arange(3))), cross_entropy)
+        ANIL().meta_gradient(
+            nn.Linear(64, 5),
+            Task(support=(torch.randn(3, 64), torch.arange(3)), query=(torch.randn(3, 64), torch.arange(3))),
+            cross_entropy,
+        )
     with pytest.raises(ValueError, match="head must name a module"):
         get_algorithm("anil", head="")
     default = ANIL(inner_lr=LR).meta_gradient(model, task, cross_entropy)

@@ -66,7 +66,9 @@ def test_metasgd_matches_a_torch_func_re_derivation(steps: int) -> None:
 
 def test_metasgd_matches_finite_differences_in_weights_and_rates() -> None:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(18, 5)).double()
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.Tanh(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(18, 5)
+    ).double()
     task = episode(shots=2, dtype=torch.float64)
     algorithm = MetaSGD(inner_lr=LR, inner_steps=2)
     rates = random_rates(algorithm, model)
@@ -82,12 +84,16 @@ def test_metasgd_matches_finite_differences_in_weights_and_rates() -> None:
         phi = {n: v.clone().requires_grad_(True) for n, v in zip(names, values)}
         lrs = dict(zip(names, values[len(names) :]))
         for _ in range(2):
-            grads = torch.autograd.grad(cross_entropy(functional_call(model, phi, (xs,)), ys), list(phi.values()))
+            grads = torch.autograd.grad(
+                cross_entropy(functional_call(model, phi, (xs,)), ys), list(phi.values())
+            )
             phi = {n: (phi[n] - lrs[n] * g).detach().requires_grad_(True) for n, g in zip(names, grads)}
         with torch.no_grad():
             return cross_entropy(functional_call(model, phi, (xq,)), yq).item()
 
-    point = torch.cat([p.detach().reshape(-1) for p in model.parameters()] + [rates[n].reshape(-1) for n in names])
+    point = torch.cat(
+        [p.detach().reshape(-1) for p in model.parameters()] + [rates[n].reshape(-1) for n in names]
+    )
     h = 1e-6
     expected = torch.zeros_like(point)
     for i in range(point.numel()):
@@ -178,7 +184,9 @@ def test_adapt_steps_with_the_learned_rates() -> None:
 def test_rates_belong_to_one_architecture() -> None:
     algorithm = get_algorithm("metasgd")
     algorithm.meta_gradient(tiny_conv(), episode(), cross_entropy)
-    with pytest.raises(ValueError, match="^metasgd: its learned rates belong to a model with other parameters"):
+    with pytest.raises(
+        ValueError, match="^metasgd: its learned rates belong to a model with other parameters"
+    ):
         algorithm.meta_gradient(tiny_conv(ways=3), episode(ways=3), cross_entropy)
     with pytest.raises(ValueError, match="unexpected entry 'lrs.0'"):
         MetaSGD().load_state_dict({"lrs.0": torch.zeros(1)})

@@ -100,8 +100,12 @@ def test_a_streamed_support_set_pools_its_batches() -> None:
 
 def test_regression_targets_are_refused_in_one_line() -> None:
     model = tiny_conv()
-    task = Task(support=(torch.randn(4, 1, 8, 8), torch.randn(4)), query=(torch.randn(4, 1, 8, 8), torch.randn(4)))
-    with pytest.raises(ValueError, match=r"^protonet needs integer class labels .*got torch.float32 targets$"):
+    task = Task(
+        support=(torch.randn(4, 1, 8, 8), torch.randn(4)), query=(torch.randn(4, 1, 8, 8), torch.randn(4))
+    )
+    with pytest.raises(
+        ValueError, match=r"^protonet needs integer class labels .*got torch.float32 targets$"
+    ):
         ProtoNet().meta_step(model, task, nn.functional.mse_loss)
     with pytest.raises(ValueError, match="^protonet needs integer class labels"):
         ProtoNet().adapt(model, task.support, nn.functional.mse_loss)
