@@ -126,9 +126,8 @@ class ANIL(MetaAlgorithm):
             raise ValueError(f"anil: head must name a module of the model, got {self.head!r}")
 
     def passes_per_task(self, batches: int) -> int:
-        return (
-            self.inner_steps + 1
-        )  # one support batch per inner step (body run once per distinct batch), one query
+        # one support batch drawn per inner step (the body runs once per distinct batch), then one query
+        return self.inner_steps + 1
 
     def _split(self, model: nn.Module) -> tuple[str, nn.Module, list[str]]:
         name, head = find_head(model, self.head)

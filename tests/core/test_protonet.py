@@ -11,6 +11,7 @@ from torch.func import functional_call
 from torch.nn.functional import cross_entropy
 
 from metalearn.algorithms import ProtoNet, PrototypeClassifier, get_algorithm
+from metalearn.algorithms.protonet import prototype_logits
 from metalearn.task import Task
 from tests.helpers import episode, tiny_conv
 
@@ -126,3 +127,17 @@ def test_bad_hyper_parameters_fail_when_built() -> None:
         get_algorithm("protonet", distance="manhattan")
     with pytest.raises(ValueError, match="scale must be a positive number"):
         ProtoNet(scale=0.0)
+
+
+def test_distances_run_in_full_precision_under_autocast() -> None:
+    """The expanded squared distance cancels digits: bf16 autocast must not reach it (the CUDA default)."""
+    g = torch.Generator().manual_seed(0)
+    queries, prototypes = torch.randn(6, 40, generator=g) + 5, torch.randn(3, 40, generator=g) + 5
+    exact = prototype_logits(queries, prototypes, "squared_euclidean", 1.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = prototype_logits(queries, prototypes, "squared_euclidean", 1.0)
+        half = prototype_logits(queries.bfloat16(), prototypes.bfloat16(), "squared_euclidean", 1.0)
+    assert inside.dtype == half.dtype == torch.float32
+    torch.testing.assert_close(inside, exact)
+    direct = -((queries.bfloat16().float()[:, None] - prototypes.bfloat16().float()[None]) ** 2).sum(-1)
+    torch.testing.assert_close(half, direct, rtol=1e-5, atol=1e-3)
