@@ -23,13 +23,14 @@ import copy
 import statistics
 import time
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
 from torch.nn.functional import cross_entropy
 
 from metalearn.algorithms import get_algorithm
-from metalearn.task import Task
+from metalearn.task import Batch, Task
 
 
 def conv4(channels: int, filters: int, size: int, ways: int) -> nn.Sequential:
@@ -65,7 +66,7 @@ def l2l_peers(steps: int, lr: float) -> dict[str, Callable[[nn.Module, list[Task
         wrapper = l2l.algorithms.MAML(model, lr=lr)
         for task in tasks:
             learner = wrapper.clone()
-            (xs, ys), (xq, yq) = task.support, task.query  # type: ignore[misc]
+            (xs, ys), (xq, yq) = cast(Batch, task.support), cast(Batch, task.query)
             for _ in range(steps):
                 learner.adapt(cross_entropy(learner(xs), ys))
             cross_entropy(learner(xq), yq).backward()
@@ -75,7 +76,7 @@ def l2l_peers(steps: int, lr: float) -> dict[str, Callable[[nn.Module, list[Task
         body, head = model[0], l2l.algorithms.MAML(model[1], lr=lr)  # type: ignore[index]
         for task in tasks:
             learner = head.clone()
-            (xs, ys), (xq, yq) = task.support, task.query  # type: ignore[misc]
+            (xs, ys), (xq, yq) = cast(Batch, task.support), cast(Batch, task.query)
             features = body(xs)
             for _ in range(steps):
                 learner.adapt(cross_entropy(learner(features), ys))
