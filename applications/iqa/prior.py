@@ -84,7 +84,10 @@ class PriorConfig:
     init: str = ""
 
     def __post_init__(self) -> None:
-        algorithm_class(self.algorithm)  # a name the core registry does not know is a ValueError here
+        if algorithm_class(self.algorithm).needs_class_labels:  # an unknown name is a ValueError here too
+            raise ValueError(
+                f"algorithm {self.algorithm!r} needs class labels: IQA tasks regress quality scores"
+            )
         if self.iterations < 0:
             raise ValueError(f"iterations must be at least 1 (or 0: from epochs), got {self.iterations}")
         if self.epochs <= 0 and not self.iterations:

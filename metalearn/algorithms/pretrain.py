@@ -57,16 +57,16 @@ class Pretrain(MetaAlgorithm):
         params = named_trainable(model)
         batches = concat_data(task.support, task.query) if self.uses_query else concat_data(task.support)
         with preserved_buffers(model):
-            total = 0.0
+            total = torch.zeros((), device=device)
             grads = [torch.zeros_like(p) for _, p in params]
             for inputs, targets in batches:
                 loss = loss_fn(model(inputs.to(device)), targets.to(device)) / len(batches)
                 step = loss_gradients(loss, [p for _, p in params])
                 grads = [a + b for a, b in zip(grads, step)]
-                total += loss.item()
+                total = total + loss.detach()  # summed on the device: no sync per batch
             buffers = snapshot_buffers(model)
         gradient = {name: g for (name, _), g in zip(params, grads)}
-        return MetaResult(gradient=gradient, loss=total, buffers=buffers)
+        return MetaResult(gradient=gradient, loss=total.item(), buffers=buffers)
 
     def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:
         steps = self.adapt_steps if steps is None else steps

@@ -62,8 +62,10 @@ class Reptile(MetaAlgorithm):
         batches = cycle_batches(
             ChainedData(task.support, task.query), f"task {task.name!r}", model_device(model)
         )
-        losses = train_steps(fast, opt, batches, loss_fn, self.inner_steps)
-        return MetaResult(gradient=displacement(model, fast), loss=losses[-1], buffers=snapshot_buffers(fast))
+        last = train_steps(fast, opt, batches, loss_fn, self.inner_steps)
+        return MetaResult(
+            gradient=displacement(model, fast), loss=last.item(), buffers=snapshot_buffers(fast)
+        )
 
     def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:
         steps = self.inner_steps if steps is None else steps

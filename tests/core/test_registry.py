@@ -37,6 +37,9 @@ NON_DEFAULT: dict[str, object] = {
     "adapt_lr": 0.456,
     "adapt_steps": 7,
     "adapt_optimizer": "adam",
+    "distance": "cosine",
+    "scale": 2.5,
+    "head": "classifier",
 }
 """A value unlike the default for every hyper-parameter any core algorithm has."""
 

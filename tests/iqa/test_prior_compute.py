@@ -17,8 +17,8 @@ from metalearn_iqa.prior import SUMMARY_FILE, PriorConfig, build_algorithm, trai
 from metalearn_iqa.tasks import TaskConfig
 
 EPOCHS = 2.0
-CANONICAL = sorted({cls.name for cls in ALGORITHMS.values()})
-"""Every registered algorithm once (aliases left out), the learn2learn ones included."""
+CANONICAL = sorted({cls.name for cls in ALGORITHMS.values() if not cls.needs_class_labels})
+"""Every registered algorithm that regresses, once (aliases left out), the learn2learn ones included."""
 
 
 def _needs(algorithm: str) -> None:
@@ -88,7 +88,7 @@ def test_every_algorithm_draws_what_it_accounts(
 
 def test_passes_per_iteration() -> None:
     expected = {"metaiqa": 4, "maml": 4, "fomaml": 4, "reptile": 4, "baseline": 1, "pooled-baseline": 8}
-    expected |= {"l2l-maml": 4, "l2l-metasgd": 4}
+    expected |= {"l2l-maml": 4, "l2l-metasgd": 4, "anil": 4, "metasgd": 4}
     assert {a: _config(a).passes_per_iteration() for a in CANONICAL} == expected
     assert _config("bilevel_adam").passes_per_iteration() == expected["metaiqa"]
     assert _config("baseline").decay_every(24) == 60  # 5 epochs of 12 one-batch steps
@@ -113,8 +113,15 @@ def test_every_registered_algorithm_is_built_with_the_papers_inner_loop(algorith
         "pooled-baseline": {"adapt_lr": 2e-4, "adapt_steps": 3, "adapt_optimizer": "adam"},
         "l2l-maml": {"inner_lr": 2e-4, "inner_steps": 3},
         "l2l-metasgd": {"inner_lr": 2e-4, "inner_steps": 3},
+        "anil": {"inner_lr": 2e-4, "inner_steps": 3, "first_order": False, **adam},
+        "metasgd": {"inner_lr": 2e-4, "inner_steps": 3, "first_order": False},
     }
     assert expected[str(name)].items() <= settings.items()
+
+
+def test_a_classification_only_algorithm_is_refused() -> None:
+    with pytest.raises(ValueError, match="^algorithm 'protonet' needs class labels: IQA tasks regress"):
+        PriorConfig(algorithm="protonet")
 
 
 def test_an_unregistered_algorithm_is_refused_with_the_choices() -> None:

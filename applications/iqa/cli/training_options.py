@@ -32,9 +32,13 @@ if TYPE_CHECKING:
 ALGORITHM_HELP = (
     "metaiqa: the paper's bi-level optimisation; maml, fomaml, reptile: other meta-learners; baseline: the "
     "fair ablation, plain training with one Adam step per batch at the same passes; pooled-baseline: the "
-    "old variant, one step per meta-batch on its tasks' images pooled; l2l-maml, l2l-metasgd: learn2learn's "
-    "(the l2l extra). Every name of `metalearn algorithms` is accepted."
+    "old variant, one step per meta-batch on its tasks' images pooled; anil: MAML on the head alone; "
+    "metasgd: MAML with learned per-weight inner rates; l2l-maml, l2l-metasgd: learn2learn's (the l2l "
+    "extra). Every name of `metalearn algorithms` that regresses is accepted (not protonet: classification)."
 )
+
+REGRESSING = [name for name, cls in ALGORITHMS.items() if not cls.needs_class_labels]
+"""The registry's names that apply to a regression target (ProtoNets classifies)."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,7 @@ _prior_group = option_group(
     [
         click.option(
             "--algorithm",
-            type=click.Choice(list(ALGORITHMS)),
+            type=click.Choice(REGRESSING),
             default="metaiqa",
             show_default=True,
             help=ALGORITHM_HELP,
