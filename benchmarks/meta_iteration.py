@@ -73,7 +73,7 @@ def build_model(s: Setting) -> nn.Module:
     torch.manual_seed(0)
     if s.regime == "sinusoid":
         return sinusoid_mlp().to(s.device)
-    from metalearn_iqa.model import IQANet, ModelConfig
+    from metalearn_iqa.model.network import IQANet, ModelConfig
 
     config = ModelConfig(backbone=s.backbone, norm="batch") if s.backbone == "small" else ModelConfig()
     return IQANet(config).to(s.device).train()

@@ -21,7 +21,8 @@ import pytest
 import torch
 from PIL import Image
 
-from metalearn_iqa.model import ModelConfig, build_model, save_model
+from metalearn_iqa.model.network import ModelConfig
+from metalearn_iqa.model.weights import build_model, save_model
 from tests.conftest import write_kadid_like
 from tests.iqa.fixtures import make_tid2013
 from tests.iqa.test_cli import SMALL_FAST, assert_one_line_error, run

@@ -1,4 +1,4 @@
-"""Tests for metalearn_iqa.metrics against scipy and on the error paths."""
+"""Tests for metalearn_iqa.evaluation.metrics against scipy and on the error paths."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from metalearn_iqa.metrics import (
+from metalearn_iqa.evaluation.metrics import (
     evaluate_scores,
     krcc,
     plcc,
@@ -85,7 +85,7 @@ def test_each_correlation_of_constant_scores_is_nan(metric) -> None:
 
 
 def test_failed_fit_falls_back_with_warning(monkeypatch: pytest.MonkeyPatch) -> None:
-    from metalearn_iqa import metrics
+    from metalearn_iqa.evaluation import metrics
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("no convergence")

@@ -11,17 +11,8 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from metalearn_iqa.model import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    IQANet,
-    ModelConfig,
-    WeightsError,
-    build_model,
-    load_model,
-    normalize_transform,
-    save_model,
-)
+from metalearn_iqa.model.network import IMAGENET_MEAN, IMAGENET_STD, IQANet, ModelConfig, normalize_transform
+from metalearn_iqa.model.weights import WeightsError, build_model, load_model, save_model
 
 
 @pytest.fixture

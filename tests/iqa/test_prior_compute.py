@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from metalearn.algorithms import ALGORITHMS, algorithm_class
-from metalearn_iqa import tasks as tasks_module
 from metalearn_iqa.data.kadid10k import load_kadid10k
 from metalearn_iqa.data.records import IQARecord
-from metalearn_iqa.model import ModelConfig
-from metalearn_iqa.prior import SUMMARY_FILE, PriorConfig, build_algorithm, train_prior
-from metalearn_iqa.tasks import TaskConfig
+from metalearn_iqa.model.network import ModelConfig
+from metalearn_iqa.training import tasks as tasks_module
+from metalearn_iqa.training.prior import SUMMARY_FILE, PriorConfig, build_algorithm, train_prior
+from metalearn_iqa.training.tasks import TaskConfig
 
 EPOCHS = 2.0
 CANONICAL = sorted({cls.name for cls in ALGORITHMS.values()})

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from metalearn_iqa.model import ModelConfig, build_model, read_run_info, save_model
+from metalearn_iqa.model.network import ModelConfig
+from metalearn_iqa.model.weights import build_model, read_run_info, save_model
 from metalearn_iqa.protocols.cross import prior_provenance
 from tests.iqa.test_cli import SMALL_FAST, assert_one_line_error, run
 

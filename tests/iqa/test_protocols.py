@@ -13,13 +13,15 @@ import torch
 
 from metalearn_iqa.data.kadid10k import load_kadid10k
 from metalearn_iqa.data.records import DatasetError, IQARecord
-from metalearn_iqa.inference import EvalConfig, FinetuneConfig
-from metalearn_iqa.model import ModelConfig, build_model, load_model
-from metalearn_iqa.prior import PRIOR_FILE, SUMMARY_FILE, PriorConfig, load_prior, train_prior
+from metalearn_iqa.evaluation.predict import EvalConfig
+from metalearn_iqa.model.network import ModelConfig
+from metalearn_iqa.model.weights import build_model, load_model
 from metalearn_iqa.protocols import lodo as lodo_module
 from metalearn_iqa.protocols.cross import CrossConfig, run_cross, split_target
 from metalearn_iqa.protocols.lodo import LodoConfig, run_lodo
-from metalearn_iqa.tasks import TaskConfig
+from metalearn_iqa.training.finetune import FinetuneConfig
+from metalearn_iqa.training.prior import PRIOR_FILE, SUMMARY_FILE, PriorConfig, load_prior, train_prior
+from metalearn_iqa.training.tasks import TaskConfig
 from tests.conftest import KADID_LEVELS, KADID_REFS
 from tests.iqa.fixtures import make_cid2013
 

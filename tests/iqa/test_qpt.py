@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from metalearn.task import Task
-from metalearn_iqa.model import IQANet, ModelConfig, WeightsError, save_model
+from metalearn_iqa.model.network import IQANet, ModelConfig
+from metalearn_iqa.model.weights import WeightsError, save_model
 from metalearn_iqa.qpt import degradations as deg
 from metalearn_iqa.qpt.algorithm import QPT
 from metalearn_iqa.qpt.backbone import QPTNet, init_backbone, model_from_backbone, save_backbone

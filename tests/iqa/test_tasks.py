@@ -9,25 +9,19 @@ import pytest
 import torch
 from PIL import Image
 
-from metalearn_iqa import images as images_module
 from metalearn_iqa.data.kadid10k import load_kadid10k
 from metalearn_iqa.data.records import DatasetError, IQARecord
-from metalearn_iqa.images import (
-    ImageStore,
-    centre_crop,
-    five_crops,
-    normalise,
-    random_crop,
-    read_image,
-)
-from metalearn_iqa.model import IMAGENET_MEAN, IMAGENET_STD
-from metalearn_iqa.tasks import (
+from metalearn_iqa.data.splits import group_by_distortion, split_by_reference
+from metalearn_iqa.images import store as store_module
+from metalearn_iqa.images.decode import read_image
+from metalearn_iqa.images.store import ImageStore
+from metalearn_iqa.images.transforms import centre_crop, five_crops, normalise, random_crop
+from metalearn_iqa.model.network import IMAGENET_MEAN, IMAGENET_STD
+from metalearn_iqa.training.tasks import (
     CropBatches,
     DistortionTaskSampler,
     TaskConfig,
     epoch_batches,
-    group_by_distortion,
-    split_by_reference,
     training_batches,
 )
 from tests.conftest import KADID_LEVELS, KADID_REFS, KADID_TYPES
@@ -212,13 +206,13 @@ def test_image_store_is_an_lru_cache_of_its_capacity(tmp_path: Path, monkeypatch
     paths = [_png(tmp_path / f"{n}.png", (4, 4), 10 * i) for i, n in enumerate("abc")]
     a, b, c = paths
     reads: list[str] = []
-    real = images_module.read_image
+    real = store_module.read_image
 
     def counting(path: str) -> torch.Tensor:
         reads.append(Path(path).stem)
         return real(path)
 
-    monkeypatch.setattr(images_module, "read_image", counting)
+    monkeypatch.setattr(store_module, "read_image", counting)
     store = ImageStore(capacity=2)
     first = store(a)
     store(b)

@@ -12,7 +12,7 @@ import click
 from metalearn import DivergedError, Interrupted
 from metalearn.runs import RunExistsError, RunFolderError
 from metalearn_iqa.data.records import DatasetError
-from metalearn_iqa.model import WeightsError
+from metalearn_iqa.model.weights import WeightsError
 
 
 class CLIError(click.ClickException):

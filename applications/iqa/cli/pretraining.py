@@ -92,7 +92,7 @@ def pretrain(
     overwrite: bool,
 ) -> None:
     """Pre-train a backbone without labels (QPT); write it, projection head dropped, for --init."""
-    from metalearn_iqa.paths import default_output_dir
+    from metalearn_iqa.cli.paths import default_output_dir
     from metalearn_iqa.qpt.data import BatchConfig, folder_images, load_images, reference_images
     from metalearn_iqa.qpt.degradations import ALL_TYPES, DegradationConfig, space_size
     from metalearn_iqa.qpt.pretrain import QPTConfig

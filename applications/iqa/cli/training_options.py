@@ -25,9 +25,9 @@ from metalearn_iqa.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from metalearn_iqa.images import ImageStore
-    from metalearn_iqa.inference import FinetuneConfig
-    from metalearn_iqa.prior import PriorConfig
+    from metalearn_iqa.images.store import ImageStore
+    from metalearn_iqa.training.finetune import FinetuneConfig
+    from metalearn_iqa.training.prior import PriorConfig
 
 ALGORITHM_HELP = (
     "metaiqa: the paper's bi-level optimisation; maml, fomaml, reptile: other meta-learners; baseline: the "
@@ -59,8 +59,8 @@ class PriorOptions:
 
     def config(self) -> PriorConfig:
         """The prior run these options describe, the device and the --init file checked first."""
-        from metalearn_iqa.prior import PriorConfig
-        from metalearn_iqa.tasks import TaskConfig
+        from metalearn_iqa.training.prior import PriorConfig
+        from metalearn_iqa.training.tasks import TaskConfig
 
         check_device(self.device)
         init = self._checked_init()
@@ -168,7 +168,7 @@ class FinetuneOptions:
 
     def config(self, prior: PriorConfig) -> FinetuneConfig:
         """Protocol fine-tuning with the prior run's training crop, batch size and seed."""
-        from metalearn_iqa.inference import FinetuneConfig
+        from metalearn_iqa.training.finetune import FinetuneConfig
 
         return FinetuneConfig(
             epochs=self.finetune_epochs,
@@ -205,8 +205,8 @@ class LoaderOptions:
 
     def store(self) -> ImageStore:
         """The ImageStore these options describe (its cache folder checked writable)."""
-        from metalearn_iqa.images import ImageStore
-        from metalearn_iqa.paths import default_cache_dir
+        from metalearn_iqa.cli.paths import default_cache_dir
+        from metalearn_iqa.images.store import ImageStore
 
         folder: str | Path | None = self.image_cache
         if folder is None and self.workers:

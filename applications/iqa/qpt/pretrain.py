@@ -18,7 +18,7 @@ import torch
 from metalearn import MetaTrainer, TrainerConfig
 from metalearn.checkpoint import save_json
 from metalearn.runs import claim_run_dir, lock_run_dir
-from metalearn_iqa.model import ModelConfig
+from metalearn_iqa.model.network import ModelConfig
 from metalearn_iqa.qpt.algorithm import QPT
 from metalearn_iqa.qpt.backbone import QPTNet, save_backbone
 from metalearn_iqa.qpt.data import BatchConfig, ContrastiveSampler

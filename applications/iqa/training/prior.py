@@ -19,10 +19,11 @@ from metalearn.distributed import on_main
 from metalearn.runs import claim_run_dir, lock_run_dir
 from metalearn.sampler import TaskSampler
 from metalearn_iqa.data.records import IQARecord
-from metalearn_iqa.images import ImageStore
-from metalearn_iqa.model import IQANet, ModelConfig, build_model, load_model, read_run_info, save_model
+from metalearn_iqa.images.store import ImageStore
+from metalearn_iqa.model.network import IQANet, ModelConfig
+from metalearn_iqa.model.weights import build_model, load_model, read_run_info, save_model
 from metalearn_iqa.protocols.report import init_label
-from metalearn_iqa.tasks import DistortionTaskSampler, PooledBatchSampler, TaskConfig
+from metalearn_iqa.training.tasks import DistortionTaskSampler, PooledBatchSampler, TaskConfig
 
 PRIOR_FILE = "prior.pt"
 SUMMARY_FILE = "prior.json"
