@@ -20,7 +20,14 @@ from metalearn_iqa.protocols import lodo as lodo_module
 from metalearn_iqa.protocols.cross import CrossConfig, run_cross, split_target
 from metalearn_iqa.protocols.lodo import LodoConfig, run_lodo
 from metalearn_iqa.training.finetune import FinetuneConfig
-from metalearn_iqa.training.prior import PRIOR_FILE, SUMMARY_FILE, PriorConfig, load_prior, train_prior
+from metalearn_iqa.training.prior import (
+    PRIOR_FILE,
+    SUMMARY_FILE,
+    PriorConfig,
+    load_prior,
+    prior_trainer,
+    train_prior,
+)
 from metalearn_iqa.training.tasks import TaskConfig
 from tests.conftest import KADID_LEVELS, KADID_REFS
 from tests.iqa.fixtures import make_cid2013
@@ -38,11 +45,10 @@ def _prior(algorithm: str = "metaiqa", iterations: int = 1, tasks: int = 2) -> P
     return PriorConfig(
         algorithm=algorithm,
         iterations=iterations,
-        tasks_per_batch=tasks,
         inner_steps=1,
         inner_lr=1e-3,
-        outer_lr=1e-3,
         device="cpu",
+        trainer=prior_trainer(tasks_per_batch=tasks, outer_lr=1e-3),
         task=TaskConfig(crop=CROP, batch_size=2, batches=1),
         model=ModelConfig(pretrained="none"),
     )
@@ -281,7 +287,7 @@ def test_train_prior_runs_every_algorithm(algorithm: str, records: list[IQARecor
     config = _prior(algorithm, tasks=1)
     model, rows = train_prior(config, records, tmp_path)
     assert len(rows) == 1 and math.isfinite(rows[0]["loss"])
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.trainer.seed)
     initial = build_model(config.model).state_dict()
     trained = model.state_dict()
     assert any(not torch.equal(initial[k], trained[k]) for k in initial), "one outer step changed nothing"

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
+from metalearn.runs import check_run_mode
 from metalearn_iqa.cli.datasets import parse_types
-from metalearn_iqa.cli.errors import check_device, check_run_mode, friendly_errors
+from metalearn_iqa.cli.errors import check_device, friendly_errors
 from metalearn_iqa.cli.files import writable_folder
 from metalearn_iqa.cli.options import (
     DEVICE_OPTION,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from metalearn.runs import lock_run_dir
+from metalearn.runs import check_run_mode, lock_run_dir
 from metalearn_iqa.cli.datasets import load, load_many, parse_types
-from metalearn_iqa.cli.errors import CLIError, check_run_mode, friendly_errors
+from metalearn_iqa.cli.errors import CLIError, friendly_errors
 from metalearn_iqa.cli.files import writable_folder
 from metalearn_iqa.cli.launch import torchrun_command
 from metalearn_iqa.cli.options import DATASET_OPTION, OVERWRITE_OPTION, ROOT_OPTION, ViewOptions, view_options
@@ -132,7 +132,7 @@ def cross(
     config = prior.config()
     cross_config = CrossConfig(
         repeats=repeats,
-        seed=config.seed,
+        seed=config.trainer.seed,
         finetune=finetune.config(config),
         eval=view.config(display_side(target)),
     )

@@ -89,6 +89,12 @@ def _load_backbone(backbone: nn.Module, state: Mapping[str, Tensor], source: str
     backbone.load_state_dict(state, strict=True)
 
 
+def init_label(pretrained: str) -> str:
+    """How a backbone was initialised (`ModelConfig.pretrained`), for reports: "imagenet", "scratch" or the
+    weights file's path."""
+    return "scratch" if pretrained == "none" else pretrained
+
+
 def build_model(config: ModelConfig | None = None) -> IQANet:
     """Build an `IQANet` and initialise its backbone as ``config.pretrained`` says."""
     config = config or ModelConfig()

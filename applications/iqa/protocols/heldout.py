@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from metalearn import DivergedError
+from metalearn.algorithms import algorithm_class
 from metalearn_iqa.data.distortions import DISTORTIONS
 from metalearn_iqa.data.records import IQARecord
 from metalearn_iqa.data.splits import split_by_reference
@@ -26,7 +27,15 @@ from metalearn_iqa.evaluation.predict import EvalConfig, evaluate_records, predi
 from metalearn_iqa.images.store import ImageStore
 from metalearn_iqa.model.network import ModelConfig
 from metalearn_iqa.training.finetune import FinetuneConfig, finetune
-from metalearn_iqa.training.prior import PRIOR_FILE, PriorConfig, load_prior, train_prior
+from metalearn_iqa.training.prior import (
+    PRIOR_FILE,
+    SIGNALS,
+    PriorConfig,
+    load_prior,
+    prior_trainer,
+    train_prior,
+)
+from metalearn_iqa.training.tasks import TaskConfig
 
 
 @dataclass
@@ -50,7 +59,7 @@ class DemoConfig:
             "pooled-baseline": ("adam", 2e-3),
         }
     )
-    signal: str = "query_gradient"
+    signal: str = "query_gradient"  # MetaIQA's per-task signal (the other algorithms have their own)
     rate_candidates: dict[str, tuple[float, ...]] = field(default_factory=lambda: {"baseline": (3e-4, 1e-3)})
     search_fraction: float = 1 / 4
     validation_fraction: float = 0.25
@@ -76,8 +85,6 @@ class DemoConfig:
     def prior(self, algorithm: str, seed: int, rate: float | None = None) -> PriorConfig:
         """The prior run of `algorithm` at `epochs`. `rate` (chosen on validation data) replaces the
         baseline's Adam rate or a meta-learner's outer rate."""
-        from metalearn_iqa.training.tasks import TaskConfig
-
         plain = algorithm == "baseline"
         lr = rate if plain and rate is not None else self.inner_lr
         outer_optimizer, outer_lr = ("adam", lr) if plain else self.outer[algorithm]
@@ -87,17 +94,19 @@ class DemoConfig:
         return PriorConfig(
             algorithm=algorithm,
             epochs=self.epochs,
-            tasks_per_batch=self.tasks_per_batch,
             inner_steps=k,
             inner_lr=lr,
-            outer_lr=outer_lr,
-            outer_optimizer=outer_optimizer,
-            weight_decay=0.0,
             lr_decay_epochs=max(1.0, self.epochs / 3),
-            signal=self.signal,
-            seed=seed,
+            signal=self.signal if algorithm_class(algorithm).name == "metaiqa" else SIGNALS[0],
             device="cpu",
             threads=self.threads,
+            trainer=prior_trainer(
+                tasks_per_batch=self.tasks_per_batch,
+                outer_lr=outer_lr,
+                outer_optimizer=outer_optimizer,
+                weight_decay=0.0,
+                seed=seed,
+            ),
             task=TaskConfig(crop=self.crop, batch_size=self.batch_size, batches=k),
             model=self.model,
         )
