@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from metalearn.algorithms import ALGORITHMS, algorithm_class
+from metalearn.algorithms import ALGORITHMS
 from metalearn_iqa.data.kadid10k import load_kadid10k
 from metalearn_iqa.data.records import IQARecord
 from metalearn_iqa.model.network import ModelConfig
