@@ -6,9 +6,11 @@ import csv
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from click.testing import Result
 
 from metalearn.runs import lock_run_dir
 from tests.iqa.test_cli import SCRATCH, SMALL_FAST, TRAIN_FAST, assert_one_line_error, run
@@ -22,7 +24,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def train(root: Path, *extra: str, fast: list[str] = SMALL_FAST) -> object:
+def train(root: Path, *extra: str, fast: list[str] = SMALL_FAST) -> Result:
     return run("iqa", "train", "--dataset", "kadid10k", "--root", str(root), *fast, "--out", "run", *extra)
 
 
@@ -165,7 +167,7 @@ def test_csv_and_json_outputs_create_their_folders(
 
     predict = predict_module.predict_records
 
-    def predict_then_lose_the_folder(*args: object, **kwargs: object) -> object:
+    def predict_then_lose_the_folder(*args: Any, **kwargs: Any) -> Any:
         scores = predict(*args, **kwargs)
         shutil.rmtree(tmp_path / "gone")  # the checked folder vanishes while the work runs
         return scores

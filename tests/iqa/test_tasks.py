@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from metalearn.task import TaskData
 from metalearn_iqa.data.kadid10k import load_kadid10k
 from metalearn_iqa.data.records import DatasetError, IQARecord
 from metalearn_iqa.data.splits import group_by_distortion, split_by_reference
@@ -38,14 +39,20 @@ def _config(**kw: object) -> TaskConfig:
     return TaskConfig(**{"crop": CROP, "batch_size": 2, "batches": 2, **kw})  # type: ignore[arg-type]
 
 
-def _refs(data: CropBatches) -> set[str]:
-    return {r.reference or r.path for r in data.records}
+def _crops(data: TaskData) -> CropBatches:
+    """A task's support or query set, as the samplers build it."""
+    assert isinstance(data, CropBatches)
+    return data
+
+
+def _refs(data: TaskData) -> set[str]:
+    return {r.reference or r.path for r in _crops(data).records}
 
 
 def _flat_records(root: Path, refs: int = 3, kinds: tuple[int, ...] = (2, 7)) -> list[IQARecord]:
     """Uniform-colour 8x8 images, one distinct colour per image, score tied to the colour."""
     root.mkdir(parents=True, exist_ok=True)
-    out = []
+    out: list[IQARecord] = []
     for ref in range(refs):
         for kind in kinds:
             i = len(out)
@@ -77,9 +84,10 @@ def test_one_task_per_distortion_type(records: list[IQARecord]) -> None:
     for task in tasks:
         kind = int(task.name.split("-")[1])
         for data in (task.support, task.query):
-            assert isinstance(data, CropBatches)
-            assert {r.distortion for r in data.records} == {kind}
-        assert len(task.support.records) + len(task.query.records) == KADID_REFS * len(KADID_LEVELS)
+            assert {r.distortion for r in _crops(data).records} == {kind}
+        assert len(_crops(task.support).records) + len(_crops(task.query).records) == KADID_REFS * len(
+            KADID_LEVELS
+        )
 
 
 def test_support_and_query_share_no_reference(records: list[IQARecord]) -> None:
@@ -109,7 +117,7 @@ def test_batches_are_normalised_crops_with_matching_targets(tmp_path: Path) -> N
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     seen = 0
     for task in sampler.sample(2, torch.Generator().manual_seed(3)):
-        for data in (task.support, task.query):
+        for data in map(_crops, (task.support, task.query)):
             batches = list(data)
             assert len(data) == len(batches) == 3
             for inputs, targets in batches:
