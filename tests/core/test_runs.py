@@ -6,6 +6,7 @@ import csv
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -303,11 +304,16 @@ def test_config_is_written_before_the_checkpoint(tmp_path: Path, monkeypatch: py
 
     order: list[str] = []
     save_json, save_state = trainer_module.save_json, trainer_module.save_state
-    monkeypatch.setattr(
-        trainer_module, "save_json", lambda d, p: order.append(Path(p).name) or save_json(d, p)
-    )
-    monkeypatch.setattr(
-        trainer_module, "save_state", lambda d, p: order.append(Path(p).name) or save_state(d, p)
-    )
+
+    def logged_json(data: dict[str, Any], path: Path) -> Path:
+        order.append(Path(path).name)
+        return save_json(data, path)
+
+    def logged_state(state: dict[str, Any], path: Path) -> Path:
+        order.append(Path(path).name)
+        return save_state(state, path)
+
+    monkeypatch.setattr(trainer_module, "save_json", logged_json)
+    monkeypatch.setattr(trainer_module, "save_state", logged_state)
     tiny_trainer().fit(1, checkpoint_dir=tmp_path)
     assert order.index("config.json") < order.index("checkpoint.pt")

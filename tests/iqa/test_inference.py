@@ -96,7 +96,7 @@ def test_display_sides() -> None:
 )
 def test_eval_config_rejects(kw: dict[str, int], match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        EvalConfig(**kw)  # type: ignore[arg-type]
+        EvalConfig(**kw)
 
 
 # ------------------------------------------------------------------------------------------ fine-tuning

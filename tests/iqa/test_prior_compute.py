@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from metalearn.algorithms import ALGORITHMS
+from metalearn.task import Batch
 from metalearn_iqa.data.kadid10k import load_kadid10k
 from metalearn_iqa.data.records import IQARecord
+from metalearn_iqa.images.loader import CropSpec
 from metalearn_iqa.model.network import ModelConfig
 from metalearn_iqa.training import tasks as tasks_module
 from metalearn_iqa.training.prior import SUMMARY_FILE, PriorConfig, prior_trainer, train_prior
@@ -52,10 +54,10 @@ def _drawn_batches(
     count = 0
     real = tasks_module.CropBatches._batch
 
-    def spy(self: tasks_module.CropBatches, indices: list[int]):
+    def spy(self: tasks_module.CropBatches, spec: CropSpec) -> Batch:
         nonlocal count
         count += 1
-        return real(self, indices)
+        return real(self, spec)
 
     monkeypatch.setattr(tasks_module.CropBatches, "_batch", spy)
     config = _config(algorithm)

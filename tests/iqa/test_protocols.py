@@ -7,6 +7,7 @@ import json
 import math
 import statistics
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -63,7 +64,7 @@ def test_lodo_writes_reports_for_the_held_out_type(
     trained_on: list[set[int | None]] = []
     real = lodo_module.train_prior
 
-    def spy(config: PriorConfig, train: list[IQARecord], *args: object, **kw: object):
+    def spy(config: PriorConfig, train: list[IQARecord], *args: Any, **kw: Any) -> Any:
         trained_on.append({r.distortion for r in train})
         return real(config, train, *args, **kw)
 

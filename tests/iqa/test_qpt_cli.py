@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from metalearn_iqa.model.network import IQANet
 from metalearn_iqa.qpt.backbone import read_backbone
 from metalearn_iqa.training.prior import PriorConfig, make_trainer
 from metalearn_iqa.training.tasks import TaskConfig
@@ -81,6 +82,7 @@ def test_the_prior_starts_from_the_qpt_backbone(backbone: Path, kadid_root: Path
     trainer = make_trainer(config, load_kadid10k(kadid_root))
     state = read_backbone(backbone)[0]
     assert trainer.iteration == 0
+    assert isinstance(trainer.model, IQANet)
     assert all(torch.equal(v, state[k]) for k, v in trainer.model.backbone.state_dict().items())
 
 
