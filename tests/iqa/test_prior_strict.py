@@ -221,3 +221,21 @@ def test_prior_config_and_its_builder_are_importable_from_the_package() -> None:
     from metalearn_iqa.training.algorithms import build_algorithm
 
     assert metalearn_iqa.PriorConfig is PriorConfig and metalearn_iqa.build_algorithm is build_algorithm
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragments"),
+    [
+        (["--algorithm", "l2l-maml"], ("'l2l-maml'", "inner_optimizer='adam'", "'sgd'")),
+        (["--algorithm", "baseline", "--tasks-per-batch", "3"], ("'baseline'", "tasks_per_batch=3")),
+        (["--algorithm", "metaiqa", "--inner-optimizer", "sgd"], ("'metaiqa'", "inner_optimizer='sgd'")),
+    ],
+)
+def test_the_cli_refuses_what_the_algorithm_cannot_honour_before_reading_data(
+    extra: list[str], fragments: tuple[str, ...], tmp_path: Path
+) -> None:
+    from tests.iqa.test_cli import assert_one_line_error, run
+
+    missing = str(tmp_path / "missing")  # the database is never read: the config fails first
+    result = run("iqa", "train", "--dataset", "kadid10k", "--root", missing, "--device", "cpu", *extra)
+    assert_one_line_error(result, *fragments)
