@@ -91,6 +91,25 @@ def hand_metaiqa(
     return sum(grads) / k, W0 - w
 
 
+@pytest.mark.parametrize("betas", [(0.9, 0.99), (0.5, 0.9)])
+def test_reptile_and_the_baselines_step_adam_with_the_betas_they_are_given(
+    betas: tuple[float, float],
+) -> None:
+    """Reptile's inner loop (support, query, support...) and `adapt`, and the baselines' `adapt`."""
+    model, task, lr = scalar_model(), scalar_task(), 0.1
+    adam, w = HandAdam(lr, betas), W0
+    for g in (grad_s, grad_q, grad_s):
+        w = adam.step(w, g(w))
+    reptile = Reptile(inner_lr=lr, inner_steps=3, inner_optimizer="adam", betas=betas)
+    assert reptile.meta_gradient(model, task, half_sse)["weight"].item() == pytest.approx(W0 - w, rel=1e-10)
+    adam, w = HandAdam(lr, betas), W0
+    for _ in range(3):
+        w = adam.step(w, grad_s(w))
+    plain = Pretrain(adapt_lr=lr, adapt_steps=3, adapt_optimizer="adam", adapt_betas=betas)
+    for adapted in (reptile.adapt(model, task.support, half_sse), plain.adapt(model, task.support, half_sse)):
+        assert weight_of(adapted) == pytest.approx(w, rel=1e-10)
+
+
 def test_adam_first_step_is_sign_like() -> None:
     adam = HandAdam(0.1, (0.9, 0.99))
     g = grad_s(W0)

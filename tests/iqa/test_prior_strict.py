@@ -141,43 +141,6 @@ def test_the_changed_defaults_table_covers_every_algorithm_setting() -> None:
         assert default not in values
 
 
-def test_reptile_runs_the_inner_adam_with_the_betas_it_is_given() -> None:
-    """The betas reach Reptile's inner Adam: its first step from zero moments is lr * sign(g) either way, so
-    two steps on a fixed gradient tell beta2 = 0.99 from Adam's default 0.999."""
-    import torch
-    from torch import nn
-
-    from metalearn.algorithms import Reptile
-    from metalearn.task import Task
-
-    torch.manual_seed(0)
-    model = nn.Linear(1, 1, bias=False)
-    with torch.no_grad():
-        model.weight.fill_(0.0)
-    data = (torch.ones(1, 1), torch.ones(1))  # one batch; the gradient of (w - 1)^2 at w is 2(w - 1)
-
-    def linear_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return (pred.reshape(target.shape) - target).pow(2).mean()
-
-    task = Task(support=data, query=data, name="t")
-    steps = {}
-    for betas in [(0.9, 0.99), (0.9, 0.999)]:
-        reptile = Reptile(inner_lr=0.1, inner_steps=2, inner_optimizer="adam", betas=betas)
-        steps[betas] = reptile.meta_step(model, task, linear_loss).gradient["weight"].item()
-
-    def adam_two_steps(beta1: float, beta2: float, lr: float = 0.1) -> float:
-        w, m, v = 0.0, 0.0, 0.0
-        for t in (1, 2):
-            g = 2 * (w - 1)
-            m, v = beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * g * g
-            w -= lr * (m / (1 - beta1**t)) / ((v / (1 - beta2**t)) ** 0.5 + 1e-8)
-        return -w  # the displacement theta - phi, theta = 0
-
-    for betas, got in steps.items():
-        assert got == pytest.approx(adam_two_steps(*betas), rel=1e-5)
-    assert steps[(0.9, 0.99)] != pytest.approx(steps[(0.9, 0.999)], rel=1e-6)
-
-
 def test_an_old_flat_prior_json_loads_with_the_prior_trainer(tmp_path: Path) -> None:
     """A `prior.json` as written before `trainer` existed (flat, no inner_optimizer) loads to the same run."""
     old = {
