@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import click
 from click.testing import CliRunner, Result
 from PIL import Image
 
@@ -81,7 +82,7 @@ def test_iqa_group_is_discovered_through_the_entry_point() -> None:
 
 def test_help_of_every_iqa_command() -> None:
     assert run("iqa", "--help").exit_code == 0
-    names = sorted(iqa.commands)
+    names = iqa.list_commands(click.Context(iqa))  # the lazy group lists commands it has not imported
     assert {"data", "train", "finetune", "evaluate", "predict", "lodo", "cross", "demo"} <= set(names)
     for name in names:
         result = run("iqa", name, "--help")
