@@ -7,10 +7,10 @@ import json
 import os
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 import torch
-import click
 from click.testing import CliRunner, Result
 from PIL import Image
 
