@@ -13,6 +13,7 @@ from metalearn.checkpoint import first_nonfinite, load_state
 from metalearn.examples.sinusoid import SinusoidSampler
 from metalearn.task import Task
 from metalearn.trainer import CHECKPOINT_FILE, MODEL_FILE
+from tests.helpers import one_batch
 
 
 def tiny_trainer(**kw) -> MetaTrainer:
@@ -56,7 +57,7 @@ class NanQuerySampler(SinusoidSampler):
 
     def sample(self, n: int, generator: torch.Generator) -> list[Task]:
         tasks = super().sample(n, generator)
-        x, y = tasks[1].query  # type: ignore[misc]
+        x, y = one_batch(tasks[1].query)
         tasks[1] = Task(support=tasks[1].support, query=(x, torch.full_like(y, float("nan"))))
         return tasks
 

@@ -11,12 +11,14 @@ from torch import Tensor, nn
 
 from metalearn.algorithms import (
     ALGORITHMS,
+    LossFn,
     MetaAlgorithm,
+    MetaResult,
     algorithm_class,
     get_algorithm,
     hyper_parameter_names,
 )
-from metalearn.task import Task
+from metalearn.task import Task, TaskData
 from tests.helpers import episode, tiny_conv
 
 CANONICAL = sorted({cls.name for cls in ALGORITHMS.values()})
@@ -81,10 +83,12 @@ def test_passes_per_task_counts_the_batches_drawn(name: str, steps: int, sets: i
 
 def test_an_algorithm_without_a_declared_cost_says_so() -> None:
     class Silent(MetaAlgorithm):
-        def meta_step(self, model, task, loss_fn):  # type: ignore[no-untyped-def]
+        def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
             raise AssertionError
 
-        def adapt(self, model, data, loss_fn, steps=None):  # type: ignore[no-untyped-def]
+        def adapt(
+            self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None
+        ) -> nn.Module:
             raise AssertionError
 
     with pytest.raises(NotImplementedError, match="Silent does not declare passes_per_task"):

@@ -12,9 +12,16 @@ import torch
 from PIL import Image
 
 from metalearn_iqa.data.records import DatasetError, IQARecord
-from metalearn_iqa.images import ImageStore, normalise, read_image
-from metalearn_iqa.loader import CropLoader, CropSpec
-from metalearn_iqa.tasks import DistortionTaskSampler, PooledBatchSampler, TaskConfig, training_batches
+from metalearn_iqa.images.decode import read_image
+from metalearn_iqa.images.loader import CropLoader, CropSpec
+from metalearn_iqa.images.store import ImageStore
+from metalearn_iqa.images.transforms import normalise
+from metalearn_iqa.training.tasks import (
+    DistortionTaskSampler,
+    PooledBatchSampler,
+    TaskConfig,
+    training_batches,
+)
 
 CROP = 32
 
@@ -148,7 +155,7 @@ def test_train_from_the_cli_gives_the_same_prior_with_2_workers(kadid_root: Path
     from click.testing import CliRunner
 
     from metalearn.cli import main
-    from metalearn_iqa.model import load_model
+    from metalearn_iqa.model.weights import load_model
 
     def train(workers: int) -> dict[str, torch.Tensor]:
         out = tmp_path / f"w{workers}"

@@ -10,9 +10,9 @@ from typing import Any
 import click
 
 from metalearn import DivergedError, Interrupted
-from metalearn.runs import RunExistsError, RunFolderError
+from metalearn.runs import RunExistsError, RunFolderError, RunModeError
 from metalearn_iqa.data.records import DatasetError
-from metalearn_iqa.model import WeightsError
+from metalearn_iqa.model.weights import WeightsError
 
 
 class CLIError(click.ClickException):
@@ -61,6 +61,8 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except RunExistsError as exc:
             raise CLIError(_run_exists_message(exc)) from None
+        except RunModeError:
+            raise CLIError(RUN_MODE_MESSAGE) from None
         except Interrupted as exc:  # exit 130 (SIGINT) or 143 (SIGTERM), as the shell reports a signal
             message = f"{exc}; pass --resume to continue" if exc.checkpoint else str(exc)
             raise SIGNAL_ERRORS.get(exc.signum, CLIError)(message) from None
@@ -74,7 +76,8 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _run_exists_message(exc: RunExistsError) -> str:
-    """The core's refusal in the CLI's terms: which flag continues the old run, which replaces it."""
+    """`metalearn.runs.open_run`'s refusal in the CLI's terms: which flag continues the old run, which
+    replaces it. A command calls `check_run_mode` (the core's) before loading data, `open_run` later."""
     if exc.foreign:
         return str(exc).splitlines()[0]
     return (
@@ -83,10 +86,8 @@ def _run_exists_message(exc: RunExistsError) -> str:
     )
 
 
-def check_run_mode(resume: bool, overwrite: bool) -> None:
-    """Refuse --resume with --overwrite: continuing a run and replacing it exclude each other."""
-    if resume and overwrite:
-        raise CLIError("use either --resume (continue the run) or --overwrite (replace it), not both")
+RUN_MODE_MESSAGE = "use either --resume (continue the run) or --overwrite (replace it), not both"
+"""`metalearn.runs.RunModeError` in the CLI's terms."""
 
 
 def check_device(device: str) -> None:

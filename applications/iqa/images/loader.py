@@ -20,10 +20,10 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from metalearn.task import Batch
 from metalearn_iqa.data.records import DatasetError
-from metalearn_iqa.images import fit, normalise
+from metalearn_iqa.images.transforms import fit, normalise
 
 if TYPE_CHECKING:
-    from metalearn_iqa.images import ImageStore
+    from metalearn_iqa.images.store import ImageStore
 
 PREFETCH = 4
 """Batches each worker keeps in flight."""

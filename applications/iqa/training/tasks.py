@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,8 +11,10 @@ import torch
 from metalearn import Task
 from metalearn.task import Batch
 from metalearn_iqa.data.records import DatasetError, IQARecord
-from metalearn_iqa.images import ImageStore, crop_corner, fit_shape
-from metalearn_iqa.loader import CropSpec
+from metalearn_iqa.data.splits import group_by_distortion, split_by_reference
+from metalearn_iqa.images.loader import CropSpec
+from metalearn_iqa.images.store import ImageStore
+from metalearn_iqa.images.transforms import crop_corner, fit_shape
 
 
 @dataclass(frozen=True)
@@ -145,33 +146,6 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[l
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches[-2].extend(batches.pop())
     return batches
-
-
-def split_by_reference(
-    records: Sequence[IQARecord], fraction: float, generator: torch.Generator
-) -> tuple[list[IQARecord], list[IQARecord]]:
-    """Split records so that no reference image (content) is on both sides; `fraction` of references go first."""
-    references = sorted({r.reference or r.path for r in records})
-    if len(references) < 2:
-        raise DatasetError(f"{len(references)} reference image(s): cannot split by content")
-    order = torch.randperm(len(references), generator=generator).tolist()
-    n_first = min(len(references) - 1, max(1, round(fraction * len(references))))
-    first = {references[i] for i in order[:n_first]}
-    left = [r for r in records if (r.reference or r.path) in first]
-    right = [r for r in records if (r.reference or r.path) not in first]
-    return left, right
-
-
-def group_by_distortion(records: Sequence[IQARecord]) -> dict[int, list[IQARecord]]:
-    """Records per distortion type; records without a type cannot form distortion-specific tasks."""
-    groups: dict[int, list[IQARecord]] = defaultdict(list)
-    for record in records:
-        if record.distortion is None:
-            raise DatasetError(
-                f"{record.path}: no distortion type, so it cannot join a distortion-specific task"
-            )
-        groups[record.distortion].append(record)
-    return dict(sorted(groups.items()))
 
 
 def _seed(generator: torch.Generator) -> int:

@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .metrics import srocc
+from metalearn_iqa.evaluation.metrics import srocc
 
 __all__ = ["scatter_plot", "srocc_bars", "training_curves"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from metalearn_iqa.prior import PRIOR_FILE
+from metalearn_iqa.training.prior import PRIOR_FILE
 
 
 def default_output_dir() -> Path:
