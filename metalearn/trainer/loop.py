@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 from tqdm.auto import tqdm
 
 from metalearn.distributed import agreed_signal, on_main
-from metalearn.logger import MetricsLogger
-from metalearn.runs import ResumeMismatchError, claim_run_dir, lock_run_dir
-from metalearn.trainer.checkpoints import CHECKPOINT_FILE, RUN_FILE_NAMES, RUN_FILES
+from metalearn.logger import TENSORBOARD_DIR, MetricsLogger
+from metalearn.runs import ResumeMismatchError, check_run_mode, open_run
+from metalearn.trainer.checkpoints import CHECKPOINT_FILE, RUN_FILE_NAMES
 from metalearn.trainer.errors import DivergedError, Interrupted, StepAbandoned
 from metalearn.trainer.signals import StopRequests, stop_requests
 
@@ -55,14 +55,14 @@ def fit(
         raise TypeError(f"iterations must be a whole number of outer steps, got {iterations!r}")
     if iterations < 0:
         raise ValueError(f"iterations must be >= 0, got {iterations}")
-    if resume and overwrite:
-        raise ValueError("resume and overwrite exclude each other: continue the run or replace it")
-    with contextlib.ExitStack() as locks:
-        stops = locks.enter_context(stop_requests())
+    check_run_mode(resume, overwrite)  # even without a folder: the two exclude each other
+    with contextlib.ExitStack() as stack:
+        stops = stack.enter_context(stop_requests())
         for folder in _distinct_folders(checkpoint_dir, log_dir):  # under torchrun: rank 0's, shared
-            locks.enter_context(lock_run_dir(folder))
             continuing = resume or (not overwrite and folder.resolve() in trainer._run_dirs)
-            claim_run_dir(folder, RUN_FILES, resume=continuing, overwrite=overwrite, files=RUN_FILE_NAMES)
+            stack.enter_context(
+                open_run(folder, RUN_FILE_NAMES, (TENSORBOARD_DIR,), resume=continuing, overwrite=overwrite)
+            )
         if (
             resume
             and checkpoint_dir is not None

@@ -15,8 +15,6 @@ import metalearn_iqa
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = Path(metalearn_iqa.__file__).parent
 MAX_LINES = 450
-PENDING_SPLIT = {"metalearn/trainer.py"}
-"""Over the limit, and being split into a package (issue 17, part 3): remove once split (a test checks)."""
 
 
 def _modules() -> dict[str, Path]:
@@ -120,7 +118,5 @@ def test_no_source_file_over_the_limit(folder: str) -> None:
         str(path.relative_to(ROOT)): len(path.read_text().splitlines())
         for path in (ROOT / folder).rglob("*.py")
     }
-    over = {name: n for name, n in sizes.items() if n > MAX_LINES and name not in PENDING_SPLIT}
+    over = {name: n for name, n in sizes.items() if n > MAX_LINES}
     assert not over, f"over {MAX_LINES} lines: {over}"
-    for name in PENDING_SPLIT & set(sizes):
-        assert sizes[name] > MAX_LINES, f"{name} is split: remove it from PENDING_SPLIT"
