@@ -4,6 +4,7 @@ head, and the core's MAML where the body has no parameters (then the two are the
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from torch.nn.functional import cross_entropy, mse_loss
 
 from metalearn.algorithms import ANIL, MAML, get_algorithm
 from metalearn.task import Task
-from tests.helpers import episode, tiny_conv
+from tests.helpers import as_double, episode, one_batch, tiny_conv
 
 LR = 0.3
 HEAD = "5."  # tiny_conv's last child, the Linear head
@@ -31,7 +32,7 @@ def func_oracle(model: nn.Module, task: Task, steps: int) -> dict[str, torch.Ten
     if model.training:
         replace_all_batch_norm_modules_(model)
     buffers = {k: b.clone() for k, b in model.named_buffers()}
-    support = task.support if isinstance(task.support, list) else [task.support]
+    support = list(task.support) if isinstance(task.support, list) else [one_batch(task.support)]
 
     def loss(head: dict, body: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return cross_entropy(functional_call(model, ({**body, **head}, buffers), (x,)), y)
@@ -43,7 +44,7 @@ def func_oracle(model: nn.Module, task: Task, steps: int) -> dict[str, torch.Ten
             x, y = support[step % len(support)]
             g = grad(loss)(head, body, x, y)
             head = {k: head[k] - LR * g[k] for k in head}
-        return loss(head, body, *task.query)  # type: ignore[misc]
+        return loss(head, body, *one_batch(task.query))
 
     return grad(objective)({k: p.detach() for k, p in model.named_parameters()})
 
@@ -63,7 +64,7 @@ def test_anil_matches_a_torch_func_re_derivation(steps: int, mode: str) -> None:
 def test_a_streamed_support_set_runs_the_body_once_per_batch_drawn() -> None:
     model = tiny_conv(dtype=torch.float64).train()
     task = episode(shots=2, dtype=torch.float64)
-    xs, ys = task.support  # type: ignore[misc]
+    xs, ys = one_batch(task.support)
     streamed = Task(support=[(xs[::2], ys[::2]), (xs[1::2], ys[1::2])], query=task.query)
     body_runs = 0
 
@@ -91,7 +92,7 @@ def test_anil_matches_finite_differences() -> None:
     got = flat(ANIL(inner_lr=LR, inner_steps=2).meta_gradient(model, task, cross_entropy), model)
     names = [n for n, _ in model.named_parameters()]
     theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-    (xs, ys), (xq, yq) = task.support, task.query  # type: ignore[misc]
+    (xs, ys), (xq, yq) = one_batch(task.support), one_batch(task.query)
 
     def objective(vector: torch.Tensor) -> float:
         params, offset = {}, 0
@@ -132,7 +133,7 @@ def test_anil_matches_learn2learn_maml_on_the_head(steps: int, first_order: bool
 
     reference = copy.deepcopy(model)
     body, head = reference[:5], l2l.algorithms.MAML(reference[5], lr=LR, first_order=first_order)
-    (xs, ys), (xq, yq) = task.support, task.query  # type: ignore[misc]
+    (xs, ys), (xq, yq) = one_batch(task.support), one_batch(task.query)
     learner = head.clone()
     features = body(xs)
     for _ in range(steps):
@@ -148,9 +149,14 @@ def test_anil_is_maml_when_the_body_has_no_parameters(optimizer: str, first_orde
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 5)).double()
     task = episode(shots=2, dtype=torch.float64)
-    hyper = {"inner_lr": 0.05, "inner_steps": 3, "first_order": first_order, "inner_optimizer": optimizer}
-    got = ANIL(**hyper).meta_step(model, task, cross_entropy)  # type: ignore[arg-type]
-    expected = MAML(**hyper).meta_step(model, task, cross_entropy)  # type: ignore[arg-type]
+    hyper: dict[str, Any] = {
+        "inner_lr": 0.05,
+        "inner_steps": 3,
+        "first_order": first_order,
+        "inner_optimizer": optimizer,
+    }
+    got = ANIL(**hyper).meta_step(model, task, cross_entropy)
+    expected = MAML(**hyper).meta_step(model, task, cross_entropy)
     for name in expected.gradient:
         torch.testing.assert_close(got.gradient[name], expected.gradient[name], rtol=1e-10, atol=1e-12)
     assert got.loss == pytest.approx(expected.loss, rel=1e-12)
@@ -181,9 +187,9 @@ def regression_task() -> Task:
 
 def test_a_squeezed_head_output_is_followed_and_other_post_processing_refused() -> None:
     model, task = Regressor().double(), regression_task()
-    task = Task(*(tuple(t.double() for t in s) for s in (task.support, task.query)))  # type: ignore[arg-type]
+    task = Task(as_double(task.support), as_double(task.query))
     got = ANIL(inner_lr=LR, inner_steps=2, head="head").meta_gradient(model, task, mse_loss)
-    (xs, ys), (xq, yq) = task.support, task.query  # type: ignore[misc]
+    (xs, ys), (xq, yq) = one_batch(task.support), one_batch(task.query)
     params = dict(model.named_parameters())
 
     def objective(p: dict) -> torch.Tensor:  # the head's steps written out with torch.func
@@ -225,7 +231,7 @@ def test_adapt_steps_the_head_alone() -> None:
     model = tiny_conv(dtype=torch.float64).eval()
     task = episode(shots=2, dtype=torch.float64)
     adapted = ANIL(inner_lr=LR).adapt(model, task.support, cross_entropy, steps=3)
-    (xs, ys) = task.support  # type: ignore[misc]
+    xs, ys = one_batch(task.support)
     features = model[:5](xs)
     head = copy.deepcopy(model[5])
     for _ in range(3):
@@ -236,5 +242,6 @@ def test_adapt_steps_the_head_alone() -> None:
     for (name, a), b in zip(adapted.named_parameters(), model.parameters()):
         if not name.startswith(HEAD):
             assert torch.equal(a, b), name  # the body is the model's
+    assert isinstance(adapted, nn.Sequential)
     for a, b in zip(adapted[5].parameters(), head.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)

@@ -23,7 +23,7 @@ from metalearn.algorithms import (
 from metalearn.algorithms.base import freeze_batchnorm
 from metalearn.algorithms.functional_maml import can_batch
 from metalearn.task import Task
-from tests.helpers import TemplateEpisodes, episode, tiny_conv
+from tests.helpers import TemplateEpisodes, episode, one_batch, tiny_conv
 
 CANONICAL = sorted({cls.name for cls in ALGORITHMS.values()})
 
@@ -51,7 +51,7 @@ def test_every_algorithm_meta_learns_from_class_labels(name: str) -> None:
     """The brief's call: support and query the same 5-way 1-shot batch, int64 labels, cross-entropy."""
     algorithm = build(name)
     model = tiny_conv().train()
-    x, y = episode().support  # type: ignore[misc]
+    x, y = one_batch(episode().support)
     assert y.dtype == torch.int64
     before, modes = state_of(model), [m.training for m in model.modules()]
     result = algorithm.meta_step(model, Task(support=(x, y), query=(x, y)), cross_entropy)
@@ -89,7 +89,7 @@ def test_adapt_keeps_the_mode_it_was_given(name: str, mode: str) -> None:
     model = set_mode(tiny_conv(), mode)
     before, modes = state_of(model), [m.training for m in model.modules()]
     adapted = algorithm.adapt(model, task.support, cross_entropy, steps=2)
-    xq, yq = task.query  # type: ignore[misc]
+    xq, yq = one_batch(task.query)
     logits = adapted(xq)
     assert logits.shape == (len(yq), 5)
     accuracy = (logits.argmax(1) == yq).float().mean()
@@ -134,7 +134,10 @@ def test_meta_training_lowers_the_held_out_query_loss(name: str) -> None:
 
     def held_out_loss() -> float:
         trainer.model.train()  # transductive BatchNorm, as MAML's reference evaluation
-        losses = [cross_entropy(trainer.adapt(t.support)(t.query[0]), t.query[1]) for t in held_out]  # type: ignore[index]
+        losses = []
+        for t in held_out:
+            xq, yq = one_batch(t.query)
+            losses.append(cross_entropy(trainer.adapt(t.support)(xq), yq))
         return float(torch.stack(losses).mean().detach())
 
     before = held_out_loss()

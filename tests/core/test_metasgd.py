@@ -4,6 +4,7 @@ learned rates train, checkpoint and resume inside MetaTrainer."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from metalearn import MetaTrainer, TrainerConfig
 from metalearn.algorithms import MetaSGD, get_algorithm
 from metalearn.algorithms.metasgd import rate_key
 from metalearn.task import Task
-from tests.helpers import TemplateEpisodes, episode, tiny_conv
+from tests.helpers import TemplateEpisodes, episode, one_batch, tiny_conv
 
 LR = 0.2
 
@@ -34,7 +35,7 @@ def func_oracle(model: nn.Module, rates: dict, task: Task, steps: int) -> tuple[
     """phi = theta - rate * grad at every step, differentiated with torch.func w.r.t. theta and the rates."""
     model = copy.deepcopy(model)
     replace_all_batch_norm_modules_(model)  # batch statistics, not tracked (the train-mode forward)
-    (xs, ys), (xq, yq) = task.support, task.query  # type: ignore[misc]
+    (xs, ys), (xq, yq) = one_batch(task.support), one_batch(task.query)
 
     def loss(p: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return cross_entropy(functional_call(model, p, (x,)), y)
@@ -74,7 +75,7 @@ def test_metasgd_matches_finite_differences_in_weights_and_rates() -> None:
     rates = random_rates(algorithm, model)
     got = algorithm.meta_gradient(model, task, cross_entropy)
     names = [n for n, _ in model.named_parameters()]
-    (xs, ys), (xq, yq) = task.support, task.query  # type: ignore[misc]
+    (xs, ys), (xq, yq) = one_batch(task.support), one_batch(task.query)
 
     def objective(vector: torch.Tensor) -> float:
         values, offset = [], 0
@@ -123,7 +124,7 @@ def test_metasgd_matches_learn2learn(steps: int, first_order: bool) -> None:
         for lr, name in zip(wrapper.lrs, rates):
             lr.copy_(rates[name])
     learner = wrapper.clone()
-    (xs, ys), (xq, yq) = task.support, task.query  # type: ignore[misc]
+    (xs, ys), (xq, yq) = one_batch(task.support), one_batch(task.query)
     for _ in range(steps):
         learner.adapt(cross_entropy(learner(xs), ys))
     cross_entropy(learner(xq), yq).backward()
@@ -147,13 +148,14 @@ def rates_of(trainer: MetaTrainer) -> list[torch.Tensor]:
     return [p.detach().clone() for p in trainer.algorithm.extra_parameters().values()]
 
 
-def test_the_rates_train_checkpoint_and_resume(tmp_path) -> None:
+def test_the_rates_train_checkpoint_and_resume(tmp_path: Path) -> None:
     straight = make_trainer()
     assert straight.optimizer is None  # built once the rates exist
     straight.fit(4)
     params = list(straight.model.named_parameters())
     assert list(straight.algorithm.extra_parameters()) == [f"lr.{n}" for n, _ in params]
     assert any(not torch.allclose(r, torch.full_like(r, 0.1)) for r in rates_of(straight))
+    assert straight.optimizer is not None
     stepped = {id(p) for group in straight.optimizer.param_groups for p in group["params"]}
     assert all(id(p) in stepped for p in straight.algorithm.extra_parameters().values())
 
@@ -174,7 +176,7 @@ def test_adapt_steps_with_the_learned_rates() -> None:
     plain = algorithm.adapt(model, task.support, cross_entropy, steps=1)  # before the rates exist: inner_lr
     rates = random_rates(algorithm, model)
     adapted = algorithm.adapt(model, task.support, cross_entropy, steps=1)
-    xs, ys = task.support  # type: ignore[misc]
+    xs, ys = one_batch(task.support)
     grads = torch.autograd.grad(cross_entropy(model(xs), ys), list(model.parameters()))
     for (name, p), g, a, b in zip(model.named_parameters(), grads, adapted.parameters(), plain.parameters()):
         torch.testing.assert_close(a, p - rates[name] * g, rtol=1e-12, atol=1e-14)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -13,15 +14,20 @@ from torch.nn.functional import cross_entropy
 from metalearn.algorithms import ProtoNet, PrototypeClassifier, get_algorithm
 from metalearn.algorithms.protonet import prototype_logits
 from metalearn.task import Task
-from tests.helpers import episode, tiny_conv
+from tests.helpers import episode, one_batch, tiny_conv
 
 WAYS = 5
 
 
-def by_hand(model: nn.Module, task: Task, distance: str = "squared_euclidean", scale: float = 1.0):
+def by_hand(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    task: Task,
+    distance: str = "squared_euclidean",
+    scale: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Snell et al.'s eq. 1-2 as written: class means, then a softmax over minus squared distances (the
     [B, N, D] difference, not the library's expansion); one forward of support + query, as their code."""
-    (xs, ys), (xq, yq) = task.support, task.query  # type: ignore[misc]
+    (xs, ys), (xq, yq) = one_batch(task.support), one_batch(task.query)
     embeddings = model(torch.cat([xs, xq])).flatten(1)
     support, query = embeddings[: len(ys)], embeddings[len(ys) :]
     prototypes = torch.stack([support[ys == c].mean(0) for c in range(WAYS)])
@@ -62,7 +68,7 @@ def test_meta_gradient_matches_finite_differences() -> None:
             params[name] = flat[offset : offset + p.numel()].view_as(p)
             offset += p.numel()
         with torch.no_grad():
-            return by_hand(lambda x: functional_call(model, (params, buffers), (x,)), task)[1].item()  # type: ignore[arg-type]
+            return by_hand(lambda x: functional_call(model, (params, buffers), (x,)), task)[1].item()
 
     h = 1e-6
     expected = torch.zeros_like(theta)
@@ -82,7 +88,7 @@ def test_the_adapted_classifier_predicts_as_training_scored(mode: str) -> None:
     protonet = ProtoNet()
     classifier = protonet.adapt(model, task.support, cross_entropy, steps=7)  # steps: no inner loop to run
     assert isinstance(classifier, PrototypeClassifier) and classifier.embedding is not model
-    xq, yq = task.query  # type: ignore[misc]
+    xq, yq = one_batch(task.query)
     logits, loss = by_hand(copy.deepcopy(model), task)
     torch.testing.assert_close(classifier(xq), logits, rtol=1e-10, atol=1e-12)
     assert protonet.meta_step(model, task, cross_entropy).loss == pytest.approx(loss.item(), rel=1e-12)
@@ -91,7 +97,7 @@ def test_the_adapted_classifier_predicts_as_training_scored(mode: str) -> None:
 def test_a_streamed_support_set_pools_its_batches() -> None:
     model = tiny_conv(dtype=torch.float64).eval()
     task = episode(shots=2, dtype=torch.float64)
-    xs, ys = task.support  # type: ignore[misc]
+    xs, ys = one_batch(task.support)
     halves = [(xs[::2], ys[::2]), (xs[1::2], ys[1::2])]  # one shot of every class in each batch
     whole = ProtoNet().meta_gradient(model, task, cross_entropy)
     streamed = ProtoNet().meta_gradient(model, Task(support=halves, query=task.query), cross_entropy)
@@ -113,7 +119,7 @@ def test_regression_targets_are_refused_in_one_line() -> None:
 
 
 def test_a_class_without_shots_and_a_bad_embedding_are_named() -> None:
-    xs, ys = episode().support  # type: ignore[misc]
+    xs, ys = one_batch(episode().support)
     gap = Task(support=(xs, ys.masked_fill(ys == 1, 2)), query=(xs, ys))
     with pytest.raises(ValueError, match=r"no example of class \[1\]"):
         ProtoNet().meta_step(tiny_conv(), gap, cross_entropy)
