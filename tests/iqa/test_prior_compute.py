@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from metalearn.algorithms import ALGORITHMS
+from metalearn.algorithms import ALGORITHMS, algorithm_class
 from metalearn.task import Batch
 from metalearn_iqa.data.kadid10k import load_kadid10k
 from metalearn_iqa.data.records import IQARecord
 from metalearn_iqa.images.loader import CropSpec
 from metalearn_iqa.model.network import ModelConfig
 from metalearn_iqa.training import tasks as tasks_module
+from metalearn_iqa.training.algorithms import BUILT_IN
 from metalearn_iqa.training.prior import SUMMARY_FILE, PriorConfig, prior_trainer, train_prior
 from metalearn_iqa.training.tasks import TaskConfig
 
@@ -33,13 +34,20 @@ def records(kadid_root: Path) -> list[IQARecord]:
     return load_kadid10k(kadid_root)  # 24 images: one epoch is 12 batches of 2
 
 
+def _inner_optimizer(algorithm: str) -> str:
+    """The paper's Adam, or the optimizer an algorithm's inner loop is by construction (learn2learn's,
+    Meta-SGD's: SGD)."""
+    built_in = BUILT_IN.get(algorithm_class(algorithm).name, {}).get("inner_optimizer")
+    return str(built_in.value) if built_in is not None and built_in.binding else "adam"
+
+
 def _config(algorithm: str) -> PriorConfig:
     """k = 1 inner step but 2 batches per support/query set, so a count that used the wrong one would show."""
     return PriorConfig(
         algorithm=algorithm,
         epochs=EPOCHS,
         inner_steps=1,
-        inner_optimizer="sgd" if algorithm.startswith("l2l-") else "adam",  # learn2learn's inner loop
+        inner_optimizer=_inner_optimizer(algorithm),
         device="cpu",
         trainer=prior_trainer(tasks_per_batch=1 if algorithm == "baseline" else 2),
         task=TaskConfig(crop=32, batch_size=2, batches=2),

@@ -17,8 +17,8 @@ import pytest
 from metalearn.algorithms import ALGORITHMS, MetaAlgorithm, algorithm_class
 from metalearn_iqa.training.prior import PriorConfig, prior_trainer
 
-NAMES = sorted(ALGORITHMS)
-"""Every registered name, aliases included."""
+NAMES = sorted(name for name, cls in ALGORITHMS.items() if not cls.needs_class_labels)
+"""Every registered name that regresses, aliases included (ProtoNets classifies: refused, tested below)."""
 CHANGED: dict[str, list[Any]] = {
     "inner_lr": [2e-4],
     "inner_steps": [3],
@@ -27,8 +27,10 @@ CHANGED: dict[str, list[Any]] = {
     "tasks_per_batch": [3, 1],
 }
 """A value other than the default for each setting that reaches the algorithm."""
-SGD_ONLY = {"l2l-maml", "l2l-metasgd"}
-"""learn2learn's inner loop is plain SGD: their configs say so (the default, Adam, is refused)."""
+L2L = {"l2l-maml", "l2l-metasgd"}
+"""Built only with the learn2learn extra."""
+SGD_ONLY = L2L | {"metasgd"}
+"""learn2learn's inner loop and Meta-SGD's are plain SGD: their configs say so (the default, Adam, is refused)."""
 
 HONOURED_AS: dict[str, dict[str, tuple[str, Any]]] = {
     "metaiqa": {"inner_lr": ("inner_lr", 2e-4), "inner_steps": ("inner_steps", 3), "signal": ("signal", "displacement")},
@@ -39,11 +41,14 @@ HONOURED_AS: dict[str, dict[str, tuple[str, Any]]] = {
     "pooled-baseline": {"inner_lr": ("adapt_lr", 2e-4), "inner_steps": ("adapt_steps", 3), "inner_optimizer": ("adapt_optimizer", "sgd")},
     "l2l-maml": {"inner_lr": ("inner_lr", 2e-4), "inner_steps": ("inner_steps", 3)},
     "l2l-metasgd": {"inner_lr": ("inner_lr", 2e-4), "inner_steps": ("inner_steps", 3)},
+    "anil": {"inner_lr": ("inner_lr", 2e-4), "inner_steps": ("inner_steps", 3), "inner_optimizer": ("inner_optimizer", "sgd")},
+    "metasgd": {"inner_lr": ("inner_lr", 2e-4), "inner_steps": ("inner_steps", 3)},
 }  # fmt: skip
 """Core algorithm -> setting -> (hyper-parameter, value it must hold); Reptile runs 2k steps (both phases)."""
 BY_CONSTRUCTION = {
     ("l2l-maml", "inner_optimizer", "sgd"),
     ("l2l-metasgd", "inner_optimizer", "sgd"),
+    ("metasgd", "inner_optimizer", "sgd"),
     ("reptile", "signal", "displacement"),
     ("baseline", "tasks_per_batch", 1),
 }
@@ -54,6 +59,8 @@ REFUSED = {
     ("fomaml", "signal"),
     ("l2l-maml", "signal"),
     ("l2l-metasgd", "signal"),
+    ("anil", "signal"),
+    ("metasgd", "signal"),
     ("baseline", "signal"),
     ("pooled-baseline", "signal"),
     ("baseline", "tasks_per_batch"),
@@ -62,7 +69,7 @@ REFUSED = {
 
 
 def _needs(name: str) -> None:
-    if algorithm_class(name).name in SGD_ONLY:
+    if algorithm_class(name).name in L2L:
         pytest.importorskip("learn2learn")
 
 
@@ -202,3 +209,8 @@ def test_the_cli_refuses_what_the_algorithm_cannot_honour_before_reading_data(
     missing = str(tmp_path / "missing")  # the database is never read: the config fails first
     result = run("iqa", "train", "--dataset", "kadid10k", "--root", missing, "--device", "cpu", *extra)
     assert_one_line_error(result, *fragments)
+
+
+def test_a_classification_only_algorithm_is_refused() -> None:
+    with pytest.raises(ValueError, match="^algorithm 'protonet' needs class labels: IQA tasks regress"):
+        PriorConfig(algorithm="protonet")
