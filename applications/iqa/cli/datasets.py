@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from metalearn.distributed import local_main_first
 from metalearn_iqa.cli.errors import CLIError
-from metalearn_iqa.cli.launch import local_main_first
 from metalearn_iqa.data.records import DatasetError, IQARecord
 
 

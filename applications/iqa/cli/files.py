@@ -5,8 +5,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from metalearn.distributed import on_main
 from metalearn_iqa.cli.errors import CLIError
-from metalearn_iqa.cli.launch import on_main
 from metalearn_iqa.images.decode import IMAGE_SUFFIXES, image_files
 
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
+from metalearn.cli.torchrun import torchrun_command
 from metalearn.runs import check_run_mode, lock_run_dir
 from metalearn_iqa.cli.datasets import load, load_many, parse_types
 from metalearn_iqa.cli.errors import CLIError, friendly_errors
 from metalearn_iqa.cli.files import writable_folder
-from metalearn_iqa.cli.launch import torchrun_command
 from metalearn_iqa.cli.options import DATASET_OPTION, OVERWRITE_OPTION, ROOT_OPTION, ViewOptions, view_options
 from metalearn_iqa.cli.training_options import (
     FinetuneOptions,

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
+from metalearn.cli.torchrun import torchrun_command
+from metalearn.distributed import on_main
 from metalearn.runs import check_run_mode
 from metalearn_iqa.cli.datasets import load, load_many, parse_types
 from metalearn_iqa.cli.errors import CLIError, friendly_errors
 from metalearn_iqa.cli.files import writable_file, writable_folder
-from metalearn_iqa.cli.launch import on_main, torchrun_command
 from metalearn_iqa.cli.options import (
     DATASET_OPTION,
     INIT_OPTION,

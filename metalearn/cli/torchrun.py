@@ -1,4 +1,5 @@
-"""`torchrun` for the training commands: each rank joins the process group its environment describes."""
+"""`torchrun` for any training command of the `metalearn` CLI (an application's too): each rank joins the process
+group its environment describes, via `metalearn.distributed.process_group`."""
 
 from __future__ import annotations
 
@@ -13,14 +14,12 @@ import torch.distributed as dist
 
 from metalearn.distributed import (
     launch_from_env,
-    local_main_first,
-    on_main,
     process_group,
     rank_device,
     timeout_from_env,
 )
 
-__all__ = ["LaunchError", "local_main_first", "on_main", "torchrun_command"]
+__all__ = ["LaunchError", "torchrun_command"]
 
 
 class LaunchError(click.ClickException):
