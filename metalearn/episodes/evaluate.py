@@ -103,10 +103,9 @@ def evaluate(
             with preserved_buffers(model):
                 adapted = algorithm.adapt(model, task.support, loss_fn, steps)
                 adapted.train(training)
-                inputs, targets = task.query  # type: ignore[misc]
-                targets = targets.to(device)
+                inputs, targets = next(task.query_batches(device))
                 with torch.no_grad():
-                    logits = adapted(inputs.to(device))
+                    logits = adapted(inputs)
                     losses[e] = float(loss_fn(logits, targets))
                     accuracies[e] = float((logits.argmax(dim=1) == targets).double().mean())
     finally:

@@ -68,7 +68,7 @@ class EpisodeSampler:
             )
         self.dataset = dataset
         self.ways, self.shots, self.queries = ways, shots, queries
-        self._scale, self._shift = _affine(normalize, dataset.image_shape[0])
+        self._normalize = _mean_std(normalize, dataset.image_shape[0])
         self._labels = (
             torch.arange(ways).repeat_interleave(shots),
             torch.arange(ways).repeat_interleave(queries),
@@ -98,7 +98,9 @@ class EpisodeSampler:
         x = dataset.images[rows.flatten()].view(self.ways, -1, *dataset.image_shape)
         if dataset.rotations > 1:
             x = _rotate(x, dataset.quarter_turns(index.classes))
-        x = x.float().mul_(self._scale).add_(self._shift)
+        x = x.float().div_(255)
+        if self._normalize is not None:
+            x.sub_(self._normalize[0]).div_(self._normalize[1])
         support = x[:, : self.shots].reshape(-1, *dataset.image_shape)
         query = x[:, self.shots :].reshape(-1, *dataset.image_shape)
         names = ",".join(dataset.class_name(int(c)) for c in index.classes)
@@ -124,15 +126,15 @@ def _rotate(x: Tensor, turns: Tensor) -> Tensor:
     return x
 
 
-def _affine(
+def _mean_std(
     normalize: tuple[Sequence[float], Sequence[float]] | None, channels: int
-) -> tuple[Tensor, Tensor]:
-    """`x * scale + shift` per channel that maps uint8 values to `(x / 255 - mean) / std`."""
+) -> tuple[Tensor, Tensor] | None:
+    """Per-channel `(mean, std)` as `(C, 1, 1)` tensors, checked."""
     if normalize is None:
-        return torch.tensor(1 / 255), torch.tensor(0.0)
+        return None
     mean, std = (torch.as_tensor(list(v), dtype=torch.float32) for v in normalize)
     if mean.shape != (channels,) or std.shape != (channels,):
         raise ValueError(f"normalize needs {channels} means and {channels} standard deviations")
     if bool((std <= 0).any()):
         raise ValueError("normalize: standard deviations must be positive")
-    return (1 / (255 * std)).view(-1, 1, 1), (-mean / std).view(-1, 1, 1)
+    return mean.view(-1, 1, 1), std.view(-1, 1, 1)
