@@ -188,3 +188,15 @@ def test_bad_sampler_settings_are_refused() -> None:
         dataset.with_rotations(3)
     with pytest.raises(DatasetError, match="uint8"):
         ClassDataset(torch.zeros(2, 1, 2, 2), [2], ["a"])
+
+
+def test_sampling_uses_only_the_generator_given() -> None:
+    """Not torch's global stream (a resumed trainer restores that too, so the resume test cannot tell)."""
+    sampler = EpisodeSampler(coded_dataset([6] * 8, rotations=4), ways=5, shots=2, queries=2)
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    a = sampler.sample(3, torch.Generator().manual_seed(1))
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(123)
+    b = sampler.sample(3, torch.Generator().manual_seed(1))
+    assert [t.name for t in a] == [t.name for t in b]
