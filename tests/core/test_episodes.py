@@ -119,7 +119,9 @@ def test_normalize_maps_uint8_to_mean_and_std_per_channel() -> None:
     dataset = coded_dataset([3, 3], channels=3)
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.5)
     plain = EpisodeSampler(dataset, 2, 1, 2).sample(1, torch.Generator().manual_seed(0))[0]
-    normed = EpisodeSampler(dataset, 2, 1, 2, normalize=(mean, std)).sample(1, torch.Generator().manual_seed(0))[0]
+    normed = EpisodeSampler(dataset, 2, 1, 2, normalize=(mean, std)).sample(
+        1, torch.Generator().manual_seed(0)
+    )[0]
     expected = (plain.support[0] - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)  # type: ignore[index]
     assert torch.allclose(normed.support[0], expected, atol=1e-6)  # type: ignore[index]
     with pytest.raises(ValueError, match="3 means"):
@@ -156,7 +158,9 @@ def test_a_split_with_fewer_classes_than_ways_is_refused() -> None:
 def test_a_class_with_too_few_items_is_named_with_its_source() -> None:
     images = torch.zeros(9, 1, 2, 2, dtype=torch.uint8)
     dataset = ClassDataset(images, [5, 2, 2], ["a", "b", "c"], "omni/train", sources=["/d/a", "/d/b", "/d/c"])
-    with pytest.raises(DatasetError, match=r"^/d/b: class 'b' of omni/train has 2 items, fewer than shots \+ queries = 3$"):
+    with pytest.raises(
+        DatasetError, match=r"^/d/b: class 'b' of omni/train has 2 items, fewer than shots \+ queries = 3$"
+    ):
         EpisodeSampler(dataset, ways=2, shots=1, queries=2)
     with pytest.raises(DatasetError, match=r"^class 'b' of toy: class 'b' of toy has 2 items"):
         EpisodeSampler(ClassDataset(images, [5, 2, 2], ["a", "b", "c"], "toy"), 2, 1, 2)

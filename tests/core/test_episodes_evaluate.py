@@ -16,7 +16,9 @@ from metalearn.episodes import ClassDataset, EpisodeSampler, confidence95, evalu
 from metalearn.task import cycle_batches
 
 
-def pattern_dataset(classes: int = 6, per_class: int = 10, noise: float = 180.0, seed: int = 0) -> ClassDataset:
+def pattern_dataset(
+    classes: int = 6, per_class: int = 10, noise: float = 180.0, seed: int = 0
+) -> ClassDataset:
     """Class c lights pixel c of an 4x4 image by 70, plus uniform noise: 1-shot episodes are not trivial."""
     rng = np.random.default_rng(seed)
     images = rng.uniform(0, noise, size=(classes * per_class, 1, 4, 4))
@@ -54,7 +56,9 @@ class PixelPrototypes:
 
 def test_accuracy_is_the_mean_of_episode_accuracies_and_ci95_the_normal_interval() -> None:
     dataset = pattern_dataset()
-    result = evaluate(nn.Identity(), PixelPrototypes(), dataset, episodes=40, ways=3, shots=1, queries=4, seed=5)
+    result = evaluate(
+        nn.Identity(), PixelPrototypes(), dataset, episodes=40, ways=3, shots=1, queries=4, seed=5
+    )
     accs = np.array(result.accuracies)
     assert result.episodes == len(accs) == 40
     assert 0.4 < result.accuracy < 0.99 and accs.std() > 0  # neither trivial nor constant
@@ -124,7 +128,9 @@ def test_the_callers_model_is_left_unchanged(algorithm) -> None:
     model = bn_net()
     model[1].eval()  # a frozen BatchNorm inside a training model: per-module modes come back
     before = copy.deepcopy(model.state_dict())
-    evaluate(model, algorithm, pattern_dataset(), episodes=3, ways=3, shots=2, queries=2, loss_fn=F.cross_entropy)
+    evaluate(
+        model, algorithm, pattern_dataset(), episodes=3, ways=3, shots=2, queries=2, loss_fn=F.cross_entropy
+    )
     assert [m.training for m in model.modules()] == [True, True, False, True, True, True]
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)

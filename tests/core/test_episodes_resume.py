@@ -26,7 +26,9 @@ class Recording(EpisodeSampler):
 
 def trainer() -> MetaTrainer:
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(72, 3))
+    net = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(72, 3)
+    )
     return MetaTrainer(
         net,
         "fomaml",
