@@ -39,7 +39,7 @@ def test_an_episode_holds_ways_classes_with_distinct_support_and_query_items() -
         s_class, s_item = decode(xs)
         q_class, q_item = decode(xq)
         label_class = {}
-        for label, c, i in zip(ys.tolist() + yq.tolist(), s_class + q_class, s_item + q_item):
+        for label, c in zip(ys.tolist() + yq.tolist(), s_class + q_class):
             assert label_class.setdefault(label, c) == c  # one class per label, in support and query
         assert len(set(label_class.values())) == 4  # four different classes
         for label, c in label_class.items():
