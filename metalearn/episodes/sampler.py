@@ -95,20 +95,24 @@ class EpisodeSampler:
         """The task an `EpisodeIndex` names."""
         dataset = self.dataset
         rows = dataset.item_index(index.classes, index.items)  # [ways, shots + queries]
-        x = dataset.images[rows.flatten()].view(self.ways, -1, *dataset.image_shape)
-        if dataset.rotations > 1:
-            x = _rotate(x, dataset.quarter_turns(index.classes))
+        turns = dataset.quarter_turns(index.classes) if dataset.rotations > 1 else None
+        names = ",".join(dataset.class_name(int(c)) for c in index.classes)
+        return Task(
+            support=(self._images(rows[:, : self.shots], turns), self._labels[0].clone()),
+            query=(self._images(rows[:, self.shots :], turns), self._labels[1].clone()),
+            name=f"{dataset.name}:{names}",
+        )
+
+    def _images(self, rows: Tensor, turns: Tensor | None) -> Tensor:
+        """Float images of `rows` (`[ways, k]`), class by class: one `index_select` from the uint8 tensor
+        (an order of magnitude faster than advanced indexing for image rows), rotations, scaling."""
+        x = torch.index_select(self.dataset.images, 0, rows.flatten())
+        if turns is not None:
+            x = _rotate(x.view(self.ways, -1, *x.shape[1:]), turns).view(x.shape)
         x = x.float().div_(255)
         if self._normalize is not None:
             x.sub_(self._normalize[0]).div_(self._normalize[1])
-        support = x[:, : self.shots].reshape(-1, *dataset.image_shape)
-        query = x[:, self.shots :].reshape(-1, *dataset.image_shape)
-        names = ",".join(dataset.class_name(int(c)) for c in index.classes)
-        return Task(
-            support=(support, self._labels[0].clone()),
-            query=(query, self._labels[1].clone()),
-            name=f"{dataset.name}:{names}",
-        )
+        return x
 
     def sample(self, n: int, generator: torch.Generator) -> list[Task]:
         if n < 1:
