@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from metalearn import MetaTrainer, TrainerConfig, get_algorithm
+from metalearn import MetaAlgorithm, MetaTrainer, TrainerConfig, get_algorithm
 from metalearn.episodes import ClassDataset, EpisodeSampler, evaluate
 from metalearn.task import TaskData, cycle_batches
 from metalearn_fewshot.data.glyphs import GlyphConfig, load_glyphs
@@ -48,7 +48,7 @@ class Prototypes(nn.Module):
         x, y = support
         with torch.no_grad():
             z = embed(x)
-        self.register_buffer("centres", torch.stack([z[y == c].mean(0) for c in range(int(y.max()) + 1)]))
+        self.centres = torch.stack([z[y == c].mean(0) for c in range(int(y.max()) + 1)])
 
     def forward(self, x: Tensor) -> Tensor:
         return -torch.cdist(self.embed(x), self.centres).pow(2)
@@ -69,7 +69,7 @@ class HeadFinetune:
 
     def adapt(self, model: nn.Module, data: TaskData, loss_fn: object, steps: int | None = None) -> nn.Module:
         x, y = next(cycle_batches(data))
-        features = model.features  # type: ignore[union-attr]
+        features = model.get_submodule("features")
         with torch.no_grad():
             z = features(x)
         head = nn.Linear(z.shape[1], self.ways)
@@ -113,7 +113,7 @@ def train_protonet(train: ClassDataset, seconds: float) -> tuple[nn.Module, str]
     steps, clock = 0, Clock(seconds)
     while clock.running():
         task = sampler.sample(1, g)[0]
-        loss = proto_loss(embed, task.support, task.query)  # type: ignore[arg-type]
+        loss = proto_loss(embed, next(task.support_batches()), next(task.query_batches()))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -121,7 +121,7 @@ def train_protonet(train: ClassDataset, seconds: float) -> tuple[nn.Module, str]
     return embed, clock.report(steps)
 
 
-def train_maml(train: ClassDataset, seconds: float) -> tuple[nn.Module, object, str]:
+def train_maml(train: ClassDataset, seconds: float) -> tuple[nn.Module, MetaAlgorithm, str]:
     model = conv4(5, 1, 28, 64, torch.Generator().manual_seed(0))
     algorithm = get_algorithm("maml", inner_lr=0.4, inner_steps=1)
     trainer = MetaTrainer(
@@ -163,7 +163,7 @@ def pixel_prototypes(test: ClassDataset, episodes: int) -> float:
         episodes=episodes,
         ways=5,
         shots=1,
-        batchnorm="running",  # type: ignore[arg-type]
+        batchnorm="running",
     ).accuracy
 
 
@@ -186,22 +186,22 @@ def main() -> None:
     test_5w1s = {"episodes": args.episodes, "ways": 5, "shots": 1, "seed": 123}
     print(f"pixel-space nearest prototype: {pixel_prototypes(test, args.episodes):.3f}", flush=True)
     untrained = conv4_embedding(1, 64, torch.Generator().manual_seed(0))
-    result = evaluate(untrained, PrototypeAdapt(), test, batchnorm="transductive", **test_5w1s)  # type: ignore[arg-type]
+    result = evaluate(untrained, PrototypeAdapt(), test, batchnorm="transductive", **test_5w1s)
     print(f"untrained conv-4 prototypes: {result}", flush=True)
     only = set(args.only or ("protonet", "maml", "baseline"))
     print(f"budget per learner: {args.seconds:.0f} s x {args.threads} threads of CPU time", flush=True)
     if "protonet" in only:
         embed, steps = train_protonet(train, args.seconds)
-        result = evaluate(embed, PrototypeAdapt(), test, batchnorm="running", **test_5w1s)  # type: ignore[arg-type]
+        result = evaluate(embed, PrototypeAdapt(), test, batchnorm="running", **test_5w1s)
         print(f"ProtoNet, 20-way episodes ({steps}): {result}", flush=True)
     if "maml" in only:
         model, algorithm, steps = train_maml(train, args.seconds)
-        result = evaluate(model, algorithm, test, steps=3, batchnorm="transductive", **test_5w1s)  # type: ignore[arg-type]
+        result = evaluate(model, algorithm, test, steps=3, batchnorm="transductive", **test_5w1s)
         print(f"MAML, meta-batches of 4 ({steps}): {result}", flush=True)
     if "baseline" in only:
         model, steps = train_baseline(train, args.seconds)
         finetune = HeadFinetune(5)
-        result = evaluate(copy.deepcopy(model), finetune, test, batchnorm="running", **test_5w1s)  # type: ignore[arg-type]
+        result = evaluate(copy.deepcopy(model), finetune, test, batchnorm="running", **test_5w1s)
         print(f"pretrain + finetune, batches of 64 ({steps}): {result}", flush=True)
 
 

@@ -47,7 +47,9 @@ def conv4_embedding(
     if channels < 1 or hidden < 1:
         raise ValueError(f"channels and hidden must be positive, got {channels} and {hidden}")
     blocks = [conv_block(channels, hidden)] + [conv_block(hidden, hidden) for _ in range(3)]
-    return _initialised(nn.Sequential(*blocks, nn.Flatten()), generator)
+    embedding = nn.Sequential(*blocks, nn.Flatten())
+    _initialise(embedding, generator)
+    return embedding
 
 
 def conv4(
@@ -62,15 +64,16 @@ def conv4(
         raise ValueError(f"ways must be at least 2, got {ways}")
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     features = conv4_embedding(channels, hidden, generator)
-    head = _initialised(nn.Linear(feature_size(image_size, hidden), ways, device="meta"), generator)
+    head = nn.Linear(feature_size(image_size, hidden), ways, device="meta")
+    _initialise(head, generator)
     return nn.Sequential(OrderedDict(features=features, head=head))
 
 
-def _initialised(module: nn.Module, generator: torch.Generator | None) -> nn.Module:
-    """Materialise a module built on the meta device and initialise it from `generator` (default: seed 0)."""
+def _initialise(module: nn.Module, generator: torch.Generator | None) -> None:
+    """Materialise, in place, a module built on the meta device and initialise it from `generator`
+    (default: seed 0)."""
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    if any(p.is_meta for p in module.parameters()):
-        module = module.to_empty(device="cpu")
+    module.to_empty(device="cpu")
     for layer in module.modules():
         if isinstance(layer, nn.Conv2d | nn.Linear):
             fan_in = layer.weight[0].numel()
@@ -81,4 +84,3 @@ def _initialised(module: nn.Module, generator: torch.Generator | None) -> nn.Mod
                     layer.bias.uniform_(-bound, bound, generator=generator)
         elif isinstance(layer, nn.BatchNorm2d):
             layer.reset_parameters()  # weight 1, bias 0, running mean 0, variance 1, counter 0
-    return module

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from metalearn.algorithms.base import LossFn, MetaAlgorithm, model_device, preserved_buffers
+from metalearn.algorithms.base import LossFn, model_device, preserved_buffers
 from metalearn.episodes.dataset import ClassDataset
 from metalearn.episodes.sampler import EpisodeSampler
+from metalearn.task import TaskData
 
 BatchNormMode = Literal["transductive", "running"]
 BATCHNORM_MODES = ("transductive", "running")
 DEFAULT_QUERIES = 15
+
+
+class Adapter(Protocol):
+    """What evaluation needs of an algorithm: `adapt` (every `MetaAlgorithm` has it)."""
+
+    def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module: ...
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ def confidence95(accuracies: Tensor) -> float:
 
 def evaluate(
     model: nn.Module,
-    algorithm: MetaAlgorithm,
+    algorithm: Adapter,
     source: EpisodeSampler | ClassDataset,
     *,
     episodes: int = 600,
