@@ -2,7 +2,8 @@
 
 `conv4(...)` has two children, `features` (the four blocks, flattened) then `head` (a linear layer to
 `ways` logits) for gradient-based methods (MAML, ANIL adapts only `head`); `conv4_embedding(...)` is the
-`features` part alone, a flat embedding for ProtoNets. Each block is a 3x3 convolution (padding 1),
+`features` part alone, a flat embedding for ProtoNets; `resnet12(...)` the ResNet-12 of TADAM and
+MetaOptNet (optional, for mini-ImageNet-sized inputs). Each block is a 3x3 convolution (padding 1),
 BatchNorm, ReLU and a 2x2 max-pool: 28x28 inputs give 1x1 maps (64 features with 64 filters), 84x84
 inputs 5x5 maps (1,600 features, the ProtoNets embedding on mini-ImageNet).
 
@@ -65,6 +66,61 @@ def conv4(
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     features = conv4_embedding(channels, hidden, generator)
     head = nn.Linear(feature_size(image_size, hidden), ways, device="meta")
+    _initialise(head, generator)
+    return nn.Sequential(OrderedDict(features=features, head=head))
+
+
+class ResidualBlock(nn.Module):
+    """ResNet-12's block: three 3x3 conv + BatchNorm (LeakyReLU 0.1 between), a 1x1 conv + BatchNorm
+    shortcut, LeakyReLU, then a 2x2 max-pool."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i in range(3):
+            layers += [
+                nn.Conv2d(
+                    in_channels if i == 0 else out_channels,
+                    out_channels,
+                    3,
+                    padding=1,
+                    bias=False,
+                    device="meta",
+                ),
+                nn.BatchNorm2d(out_channels, device="meta"),
+            ]
+            if i < 2:
+                layers.append(nn.LeakyReLU(0.1))
+        self.body = nn.Sequential(*layers)
+        self.shortcut = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 1, bias=False, device="meta"),
+            nn.BatchNorm2d(out_channels, device="meta"),
+        )
+        self.out = nn.Sequential(nn.LeakyReLU(0.1), nn.MaxPool2d(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(x) + self.shortcut(x))
+
+
+RESNET12_WIDTHS = (64, 160, 320, 640)
+
+
+def resnet12(
+    ways: int | None = None,
+    channels: int = 3,
+    widths: tuple[int, int, int, int] = RESNET12_WIDTHS,
+    generator: torch.Generator | None = None,
+) -> nn.Sequential:
+    """ResNet-12 (Oreshkin et al. 2018; Lee et al. 2019, without DropBlock): four residual blocks of
+    `widths` channels, global average pooling to a `widths[-1]` embedding. `ways=None`: the embedding alone
+    (ProtoNets); else `features` then a linear `head`. Initialised from `generator` like `conv4`."""
+    blocks = [ResidualBlock(a, b) for a, b in zip((channels, *widths[:-1]), widths)]
+    features = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    _initialise(features, generator)
+    if ways is None:
+        return features
+    head = nn.Linear(widths[-1], ways, device="meta")
     _initialise(head, generator)
     return nn.Sequential(OrderedDict(features=features, head=head))
 

@@ -53,3 +53,17 @@ def test_weights_follow_pytorch_default_bounds() -> None:
     assert first.weight.std().item() == pytest.approx(
         (1 / 3) / 3**0.5, rel=0.2
     )  # uniform(-b, b): sd b / sqrt(3)
+
+
+def test_resnet12_embeds_and_classifies() -> None:
+    from metalearn_fewshot.models import resnet12
+
+    small = (8, 8, 16, 16)
+    embed = resnet12(channels=3, widths=small, generator=torch.Generator().manual_seed(0))
+    assert embed(torch.rand(2, 3, 32, 32)).shape == (2, 16)
+    model = resnet12(5, 3, small, torch.Generator().manual_seed(0))
+    assert [n for n, _ in model.named_children()] == ["features", "head"]
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 5)
+    again = resnet12(5, 3, small, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters()))
+    assert sum(isinstance(m, nn.Conv2d) for m in model.modules()) == 16  # 12 + 4 shortcuts

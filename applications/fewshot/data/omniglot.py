@@ -98,15 +98,18 @@ def split_characters(root: str | Path | None, split: str) -> list[Character]:
     base = omniglot_base(root)
     if split in FOLDERS:
         return folder_characters(base, FOLDERS[split])
-    pooled = sorted(
-        folder_characters(base, FOLDERS["background"]) + folder_characters(base, FOLDERS["evaluation"]),
-        key=lambda c: c.name,
-    )
+    listed = {s: folder_characters(base, f) for s, f in FOLDERS.items()}
+    return vinyals_split(base, listed["background"] + listed["evaluation"], split)
+
+
+def vinyals_split(base: Path, characters: list[Character], split: str) -> list[Character]:
+    """`split` (train, val, test or trainval) of all characters by the module's recipe, sorted by name."""
+    pooled = sorted(characters, key=lambda c: c.name)
     names = [c.name for c in pooled]
-    if len(set(names)) != len(names):
-        twice = sorted({n for n in names if names.count(n) > 1})[0]
+    repeated = sorted({a for a, b in zip(names, names[1:]) if a == b})
+    if repeated:
         raise DatasetError(
-            f"{base}: character {twice} is in both {FOLDERS['background']} and {FOLDERS['evaluation']}"
+            f"{base}: character {repeated[0]} is in both {FOLDERS['background']} and {FOLDERS['evaluation']}"
         )
     order = np.random.default_rng(VINYALS_SEED).permutation(len(pooled))
     train, val, _ = vinyals_parts(len(pooled))
@@ -149,12 +152,11 @@ def load_omniglot(
 def count_omniglot(root: str | Path | None) -> dict[str, tuple[int, int]]:
     """`{split: (characters, drawings)}` for every split whose folders are present (no decoding)."""
     base = omniglot_base(root)
-    present = [s for s, f in FOLDERS.items() if (base / f).is_dir()]
-    if not present:
+    listed = {s: folder_characters(base, f) for s, f in FOLDERS.items() if (base / f).is_dir()}
+    if not listed:
         raise DatasetError(f"{base}: neither {FOLDERS['background']}/ nor {FOLDERS['evaluation']}/ found")
-    splits = present + (list(VINYALS_SPLITS) if len(present) == len(FOLDERS) else [])
-    counts = {}
-    for split in splits:
-        characters = split_characters(base, split)
-        counts[split] = (len(characters), sum(len(c.files) for c in characters))
-    return counts
+    splits = dict(listed)
+    if len(listed) == len(FOLDERS):
+        pooled = [c for characters in listed.values() for c in characters]
+        splits.update({s: vinyals_split(base, pooled, s) for s in VINYALS_SPLITS})
+    return {s: (len(chars), sum(len(c.files) for c in chars)) for s, chars in splits.items()}
