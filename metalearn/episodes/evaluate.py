@@ -24,7 +24,9 @@ DEFAULT_QUERIES = 15
 class Adapter(Protocol):
     """What evaluation needs of an algorithm: `adapt` (every `MetaAlgorithm` has it)."""
 
-    def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module: ...
+    def adapt(
+        self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None
+    ) -> nn.Module: ...
 
 
 @dataclass(frozen=True)
