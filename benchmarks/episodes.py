@@ -13,6 +13,11 @@ Load: an Omniglot-layout folder of 105x105 1-bit PNGs (`--characters` x 20 drawi
 
     python benchmarks/episodes.py              # about 2 minutes on 2 cores
     python benchmarks/episodes.py --quick      # fewer episodes and characters
+
+Measured on the shared 2-core machine (one thread, load ~5 from other jobs), episodes per second, ours vs
+learn2learn: glyphs x4 rotations 5w1s 813 vs 285 (2.9x), 5w5s 881 vs 244 (3.6x); 84x84 RGB memory-mapped
+5w1s 327 vs 44 (7.5x), 5w5s 283 vs 40 (7.0x). Omniglot-sized background split (19,280 PNGs): cold load
+7.0 s, cached 0.57 s (12x; the cached load is the folder listing and file signature).
 """
 
 from __future__ import annotations
