@@ -54,12 +54,17 @@ class DemoConfig:
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
             value = getattr(self, spec.name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ValueError(f"{spec.name} must be a finite number, got {value!r}")
-            if value < (0 if spec.name in ("seed", "threads") else 1) and spec.name != "maml_inner_lr":
-                raise ValueError(f"{spec.name} must be positive, got {value}")
-        if not self.maml_inner_lr > 0 or not self.finetune_lr > 0:
-            raise ValueError("maml_inner_lr and finetune_lr must be positive")
+            if spec.type == "float":
+                if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                    raise ValueError(f"{spec.name} must be a finite number, got {value!r}")
+                if not value > 0:
+                    raise ValueError(f"{spec.name} must be positive, got {value}")
+            elif isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{spec.name} must be a whole number, got {value!r}")
+            elif value < (0 if spec.name in ("seed", "threads") else 1):
+                raise ValueError(
+                    f"{spec.name} must be at least {0 if spec.name in ('seed', 'threads') else 1}, got {value}"
+                )
         if self.images_per_iteration % self.batch_classes:
             raise ValueError(
                 f"the baseline's batch of {self.images_per_iteration} images must split evenly over "
