@@ -9,6 +9,7 @@ from scipy import stats
 
 from metalearn import TaskSampler
 from metalearn.episodes import ClassDataset, DatasetError, EpisodeSampler
+from tests.helpers import one_batch
 
 
 def coded_dataset(sizes: list[int], side: int = 6, channels: int = 1, rotations: int = 1) -> ClassDataset:
@@ -32,13 +33,13 @@ def test_an_episode_holds_ways_classes_with_distinct_support_and_query_items() -
     sampler = EpisodeSampler(coded_dataset([12, 9, 10, 15, 8, 11]), ways=4, shots=2, queries=3)
     assert isinstance(sampler, TaskSampler)
     for task in sampler.sample(20, torch.Generator().manual_seed(0)):
-        (xs, ys), (xq, yq) = task.support, task.query
+        (xs, ys), (xq, yq) = one_batch(task.support), one_batch(task.query)
         assert xs.dtype == torch.float32 and xs.shape == (8, 1, 6, 6) and xq.shape == (12, 1, 6, 6)
         assert ys.dtype == torch.int64 and ys.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
         assert yq.tolist() == [j for j in range(4) for _ in range(3)]
         s_class, s_item = decode(xs)
         q_class, q_item = decode(xq)
-        label_class = {}
+        label_class: dict[int, int] = {}
         for label, c in zip(ys.tolist() + yq.tolist(), s_class + q_class):
             assert label_class.setdefault(label, c) == c  # one class per label, in support and query
         assert len(set(label_class.values())) == 4  # four different classes
@@ -81,7 +82,8 @@ def test_same_generator_state_gives_the_same_episodes_whatever_n() -> None:
     singles = [sampler.sample(1, generator)[0] for _ in range(4)]
     for a, b in zip(batch, singles):
         assert a.name == b.name
-        assert torch.equal(a.support[0], b.support[0]) and torch.equal(a.query[0], b.query[0])  # type: ignore[index]
+        assert torch.equal(one_batch(a.support)[0], one_batch(b.support)[0])
+        assert torch.equal(one_batch(a.query)[0], one_batch(b.query)[0])
     other = sampler.sample(4, torch.Generator().manual_seed(10))
     assert [t.name for t in other] != [t.name for t in batch]
 
@@ -93,7 +95,7 @@ def test_rotated_classes_are_the_base_items_turned_counter_clockwise() -> None:
     sampler = EpisodeSampler(dataset, ways=12, shots=1, queries=3)
     index = sampler.draw(torch.Generator().manual_seed(1))
     task = sampler.episode(index)
-    xs = task.support[0]  # type: ignore[index]
+    xs = one_batch(task.support)[0]
     base = dataset.images.float() / 255
     for label, c in enumerate(index.classes.tolist()):
         base_class, turns = divmod(c, 4)
@@ -122,8 +124,9 @@ def test_normalize_maps_uint8_to_mean_and_std_per_channel() -> None:
     normed = EpisodeSampler(dataset, 2, 1, 2, normalize=(mean, std)).sample(
         1, torch.Generator().manual_seed(0)
     )[0]
-    expected = (plain.support[0] - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)  # type: ignore[index]
-    assert torch.allclose(normed.support[0], expected, atol=1e-6)  # type: ignore[index]
+    plain_x, normed_x = one_batch(plain.support)[0], one_batch(normed.support)[0]
+    expected = (plain_x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    assert torch.allclose(normed_x, expected, atol=1e-6)
     with pytest.raises(ValueError, match="3 means"):
         EpisodeSampler(dataset, 2, 1, 2, normalize=((0.5,), (0.2,)))
 
@@ -135,7 +138,7 @@ def test_a_memory_mapped_array_serves_episodes(tmp_path) -> None:
     on_disk = ClassDataset(mapped, [5, 5, 5], ["c0", "c1", "c2"], "mapped")
     a = EpisodeSampler(on_disk, 3, 2, 3).sample(2, torch.Generator().manual_seed(4))
     b = EpisodeSampler(dataset, 3, 2, 3).sample(2, torch.Generator().manual_seed(4))
-    assert all(torch.equal(x.support[0], y.support[0]) for x, y in zip(a, b))  # type: ignore[index]
+    assert all(torch.equal(one_batch(x.support)[0], one_batch(y.support)[0]) for x, y in zip(a, b))
     with pytest.raises(DatasetError, match="mmap_mode='c'"):
         ClassDataset(np.load(tmp_path / "items.npy", mmap_mode="r"), [5, 5, 5], ["a", "b", "c"])
 
@@ -181,13 +184,13 @@ def test_inconsistent_class_tables_are_refused(sizes: list[int], names: list[str
 
 def test_bad_sampler_settings_are_refused() -> None:
     dataset = coded_dataset([4, 4, 4])
-    for kwargs, message in (
-        ({"ways": 1, "shots": 1, "queries": 1}, "ways must be at least 2"),
-        ({"ways": 2, "shots": 0, "queries": 1}, "shots must be at least 1"),
-        ({"ways": 2, "shots": 1, "queries": 0}, "queries must be at least 1"),
+    for ways, shots, queries, message in (
+        (1, 1, 1, "ways must be at least 2"),
+        (2, 0, 1, "shots must be at least 1"),
+        (2, 1, 0, "queries must be at least 1"),
     ):
         with pytest.raises(ValueError, match=message):
-            EpisodeSampler(dataset, **kwargs)
+            EpisodeSampler(dataset, ways=ways, shots=shots, queries=queries)
     with pytest.raises(DatasetError, match="rotations must be one of"):
         dataset.with_rotations(3)
     with pytest.raises(DatasetError, match="uint8"):

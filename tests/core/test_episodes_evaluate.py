@@ -13,7 +13,9 @@ from torch import nn
 
 from metalearn import get_algorithm
 from metalearn.episodes import ClassDataset, EpisodeSampler, confidence95, evaluate
+from metalearn.episodes.evaluate import BatchNormMode
 from metalearn.task import cycle_batches
+from tests.helpers import one_batch
 
 
 def pattern_dataset(
@@ -67,7 +69,7 @@ def test_accuracy_is_the_mean_of_episode_accuracies_and_ci95_the_normal_interval
     assert np.allclose(accs * 12, np.round(accs * 12))  # fractions of the 3 x 4 queries
     # the first episode scored by hand: the same generator draws the same episode
     task = EpisodeSampler(dataset, 3, 1, 4).sample(1, torch.Generator().manual_seed(5))[0]
-    (xs, ys), (xq, yq) = task.support, task.query
+    (xs, ys), (xq, yq) = one_batch(task.support), one_batch(task.query)
     centres = torch.stack([xs[ys == c].flatten(1).mean(0) for c in range(3)])
     by_hand = (torch.cdist(xq.flatten(1), centres).argmin(1) == yq).double().mean().item()
     assert accs[0] == pytest.approx(by_hand)
@@ -80,11 +82,13 @@ def test_confidence95_of_one_episode_is_nan() -> None:
 
 
 @pytest.mark.parametrize(("batchnorm", "training"), [("transductive", True), ("running", False)])
-def test_batchnorm_mode_sets_the_model_mode_for_adapt_and_queries(batchnorm: str, training: bool) -> None:
+def test_batchnorm_mode_sets_the_model_mode_for_adapt_and_queries(
+    batchnorm: BatchNormMode, training: bool
+) -> None:
     algorithm = PixelPrototypes()
     model = nn.Sequential(nn.BatchNorm2d(1))
     model.train(not training)  # the opposite of what evaluation needs
-    evaluate(model, algorithm, pattern_dataset(), episodes=3, ways=3, shots=1, queries=2, batchnorm=batchnorm)  # type: ignore[arg-type]
+    evaluate(model, algorithm, pattern_dataset(), episodes=3, ways=3, shots=1, queries=2, batchnorm=batchnorm)
     assert [c["training"] for c in algorithm.calls] == [training] * 3
     assert [a.seen_training for a in algorithm.adapted] == [[training]] * 3
     assert model.training is not training  # restored
@@ -116,7 +120,7 @@ class Leaky:
         return model
 
 
-def bn_net() -> nn.Module:
+def bn_net() -> nn.Sequential:
     torch.manual_seed(0)
     return nn.Sequential(
         nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(48, 3)

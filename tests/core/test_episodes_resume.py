@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metalearn import MetaTrainer, TrainerConfig
+from metalearn import MetaTrainer, Task, TrainerConfig
 from metalearn.episodes import EpisodeSampler
 from tests.core.test_episodes import coded_dataset
+from tests.helpers import one_batch
 
 
 class Recording(EpisodeSampler):
@@ -18,10 +19,16 @@ class Recording(EpisodeSampler):
         super().__init__(*args, **kwargs)
         self.drawn: list[torch.Tensor] = []
 
-    def sample(self, n, generator):
+    def sample(self, n: int, generator: torch.Generator) -> list[Task]:
         tasks = super().sample(n, generator)
-        self.drawn.extend(t.support[0] for t in tasks)
+        self.drawn.extend(one_batch(t.support)[0] for t in tasks)
         return tasks
+
+
+def drawn(run: MetaTrainer) -> list[torch.Tensor]:
+    """The support images of every episode `run`'s `Recording` sampler handed out."""
+    assert isinstance(run.sampler, Recording)
+    return run.sampler.drawn
 
 
 def trainer() -> MetaTrainer:
@@ -46,9 +53,9 @@ def test_resume_draws_the_same_episodes_and_ends_with_the_same_weights(tmp_path)
     first.fit(2, checkpoint_dir=tmp_path / "split")
     second = trainer()
     second.fit(4, checkpoint_dir=tmp_path / "split", resume=True)
-    assert len(whole.sampler.drawn) == 8 and len(second.sampler.drawn) == 4
-    episodes = first.sampler.drawn + second.sampler.drawn
-    assert all(torch.equal(a, b) for a, b in zip(whole.sampler.drawn, episodes))
+    assert len(drawn(whole)) == 8 and len(drawn(second)) == 4
+    episodes = drawn(first) + drawn(second)
+    assert all(torch.equal(a, b) for a, b in zip(drawn(whole), episodes))
     assert len({tuple(x.flatten().tolist()) for x in episodes}) == 8  # eight different episodes
     for (name, a), b in zip(whole.model.state_dict().items(), second.model.state_dict().values()):
         assert torch.equal(a, b), name

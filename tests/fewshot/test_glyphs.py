@@ -48,7 +48,7 @@ def test_drawings_vary_but_stay_recognisable() -> None:
             centres = torch.stack([x[y == c].flatten(1).mean(0) for c in range(5)])
             return _Distances(centres)
 
-    result = evaluate(nn.Identity(), Nearest(), data, episodes=100, ways=5, shots=1, queries=5, seed=0)  # type: ignore[arg-type]
+    result = evaluate(nn.Identity(), Nearest(), data, episodes=100, ways=5, shots=1, queries=5, seed=0)
     assert 0.3 < result.accuracy < 0.8
 
 

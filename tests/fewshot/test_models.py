@@ -9,6 +9,15 @@ from torch import nn
 from metalearn_fewshot.models import conv4, conv4_embedding, feature_size
 
 
+def first_block(model: nn.Sequential) -> nn.Sequential:
+    """The first conv block of a `conv4` model."""
+    features = model.features
+    assert isinstance(features, nn.Sequential)
+    block = features[0]
+    assert isinstance(block, nn.Sequential)
+    return block
+
+
 def test_shapes_follow_the_papers() -> None:
     assert conv4_embedding(1, 64)(torch.rand(2, 1, 28, 28)).shape == (2, 64)
     assert conv4_embedding(3, 64)(torch.rand(2, 3, 84, 84)).shape == (2, 1600)  # ProtoNets' mini-ImageNet
@@ -22,11 +31,13 @@ def test_blocks_and_children() -> None:
     model = conv4(5)
     assert [name for name, _ in model.named_children()] == ["features", "head"]
     assert isinstance(model.head, nn.Linear) and model.head.out_features == 5
-    block = model.features[0]
+    block = first_block(model)
     assert [type(m) for m in block] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d]
-    assert block[0].kernel_size == (3, 3) and block[0].padding == (1, 1) and block[3].kernel_size == 2
+    conv, bn, pool = block[0], block[1], block[3]
+    assert isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and isinstance(pool, nn.MaxPool2d)
+    assert conv.kernel_size == (3, 3) and conv.padding == (1, 1) and pool.kernel_size == 2
     assert sum(isinstance(m, nn.Conv2d) for m in model.modules()) == 4
-    bn = block[1]
+    assert bn.running_var is not None and bn.num_batches_tracked is not None  # tracked statistics
     assert torch.equal(bn.weight, torch.ones(64)) and torch.equal(bn.running_var, torch.ones(64))
     assert int(bn.num_batches_tracked) == 0
 
@@ -47,7 +58,8 @@ def test_initialisation_comes_from_the_generator_only() -> None:
 
 def test_weights_follow_pytorch_default_bounds() -> None:
     model = conv4(5, generator=torch.Generator().manual_seed(0))
-    first, head = model.features[0][0], model.head
+    first, head = first_block(model)[0], model.head
+    assert isinstance(first, nn.Conv2d) and isinstance(head, nn.Linear)
     assert first.weight.abs().max() <= 1 / 3 and first.weight.abs().max() > 0.3  # fan_in 9: bound 1/3
     assert head.weight.abs().max() <= 1 / 8  # fan_in 64
     assert first.weight.std().item() == pytest.approx(
