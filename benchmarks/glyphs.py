@@ -21,7 +21,7 @@ Also printed, as difficulty references: nearest prototype in pixel space, and an
     python benchmarks/glyphs.py --seconds 10 --episodes 200    # a quick look
 
 Measured on the shared 2-core machine (two runs): pixel-space prototypes 52.1 %, untrained ProtoNet 55.7 %,
-ProtoNet 86.2 % / 87.8 %, pretrain + finetune 59.2 %, MAML 35.4 % / 37.5 % (see docs/fewshot-data.md).
+ProtoNet 86.2 % / 87.8 %, pretrain + finetune 59.2 %, MAML 35.4 % / 37.5 % (see docs/fewshot.md).
 """
 
 from __future__ import annotations
