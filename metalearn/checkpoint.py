@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -19,16 +20,35 @@ def file_mode() -> int:
     return 0o666 & ~umask
 
 
+class _Writer(io.BufferedWriter):
+    """A file that remembers the first `OSError` its writes raised: `torch.save` reports a failed write
+    (a full disk) as a `RuntimeError` of its zip writer, and this tells what really happened."""
+
+    error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return super().write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+
 def atomic_write_bytes(path: Path, write: Any, sync: bool = True) -> None:
     """Call `write(file_object)` on a temp file in the same folder, then rename it over `path`.
 
     The file gets the permissions a plain `open()` would give it (`file_mode`), not the temp file's 0o600.
     `sync=False` skips the fsync, for files that can be remade (caches): atomic, but not durable.
+    A failed write (a full disk, a folder gone read-only or away) is an `OSError` naming `path`, whatever
+    the writer made of it, and leaves `path` as it was and no temporary file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    path = Path(path)
+    tmp: str | None = None
+    fh: _Writer | None = None
     try:
-        with os.fdopen(fd, "wb") as fh:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with _Writer(io.FileIO(fd, "wb")) as fh:
             write(fh)
             fh.flush()
             if hasattr(os, "fchmod"):  # POSIX
@@ -36,9 +56,13 @@ def atomic_write_bytes(path: Path, write: Any, sync: bool = True) -> None:
             if sync:
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        cause = exc if isinstance(exc, OSError) else (fh.error if fh is not None else None)
+        if cause is None:
+            raise
+        raise OSError(cause.errno, cause.strerror or str(cause), str(path)) from exc
 
 
 def atomic_write_text(path: Path, text: str) -> None:

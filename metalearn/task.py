@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeGuard, cast
 
@@ -74,10 +74,22 @@ class Task:
             raise TaskError(f"{where} is missing")
         if is_batch(data):
             return _check_batch(tuple(data), where)
+        if isinstance(data, Tensor | str | bytes | Mapping) or not isinstance(data, Iterable):
+            what = (
+                f"a bare tensor of shape {list(data.shape)}"
+                if isinstance(data, Tensor)
+                else type(data).__name__
+            )
+            raise TypeError(
+                f"{where}: expected an (inputs, targets) pair of tensors or an iterable of such pairs, got {what}"
+            )
         if isinstance(data, Iterator):
             data = list(data)
-        if isinstance(data, list | tuple) and len(data) == 0:
-            raise TaskError(f"{where} is empty")
+        if isinstance(data, list | tuple):
+            if len(data) == 0:
+                raise TaskError(f"{where} is empty")
+            for index, batch in enumerate(data):  # a list is checked whole now; a stream as it is read
+                _check_batch(batch, f"{where}, batch {index}")
         return data
 
     def support_batches(self, device: torch.device | None = None) -> Iterator[Batch]:

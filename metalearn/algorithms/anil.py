@@ -13,10 +13,12 @@ from metalearn.algorithms.base import (
     LossFn,
     MetaAlgorithm,
     MetaResult,
+    adapt_steps,
     adapted_copy,
     as_betas,
     check_inner_steps,
     check_optimizer_name,
+    check_rate,
     make_optimizer,
     model_device,
     named_trainable,
@@ -120,6 +122,7 @@ class ANIL(MetaAlgorithm):
 
     def __post_init__(self) -> None:
         check_inner_steps(self.inner_steps, "ANIL")
+        check_rate(self.inner_lr, "inner_lr", "ANIL")
         check_optimizer_name(self.inner_optimizer)
         self.betas = as_betas(self.betas)
         if self.head is not None and (not isinstance(self.head, str) or not self.head):
@@ -179,7 +182,7 @@ class ANIL(MetaAlgorithm):
     def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:
         """A copy of `model` (its mode kept) whose head took `steps` first-order optimizer steps on the body's
         features of `data` (computed once for a single batch); the body is the model's."""
-        steps = self.inner_steps if steps is None else steps
+        steps = adapt_steps(steps, self.inner_steps)
         adapted = adapted_copy(model)
         name, head, head_names = self._split(adapted)
         features_of = HeadFeatures(name, head)

@@ -13,6 +13,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from metalearn.checks import positive_finite, whole_number
 from metalearn.task import Batch, Task, TaskData, cycle_batches
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -88,9 +89,25 @@ def check_optimizer_name(name: str) -> None:
 
 
 def check_inner_steps(steps: int, algorithm: str) -> None:
-    """Reject an inner loop of no steps when the algorithm is built."""
+    """Reject an inner loop of no steps (or of 2.5, or True) when the algorithm is built."""
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        raise TypeError(f"{algorithm} needs inner_steps to be a whole number, got {steps!r}")
     if steps < 1:
         raise ValueError(f"{algorithm} needs inner_steps >= 1, got {steps}")
+
+
+def check_rate(rate: float, name: str, algorithm: str) -> float:
+    """Reject an inner learning rate that no adaptation can use (NaN, an infinity, 0, negative, a string)
+    when the algorithm is built, rather than deep inside its first task."""
+    try:
+        return positive_finite(name, rate)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{algorithm}: {exc}") from None
+
+
+def adapt_steps(steps: int | None, default: int) -> int:
+    """The steps `adapt` takes: `default` for None, else a whole number >= 0 (0: the model as it is)."""
+    return default if steps is None else whole_number("steps", steps, 0)
 
 
 def as_betas(betas: tuple[float, float] | list[float]) -> tuple[float, float]:
@@ -270,6 +287,7 @@ def first_order_adapt(
 
     The copy keeps the model's mode, layer by layer (see `adapted_copy`).
     """
+    steps = whole_number("steps", steps, 0)
     adapted = adapted_copy(model)
     opt = make_optimizer(optimizer, adapted.parameters(), lr, betas)
     train_steps(adapted, opt, cycle_batches(data, "adaptation data", model_device(model)), loss_fn, steps)

@@ -17,9 +17,11 @@ from metalearn.algorithms.base import (
     LossFn,
     MetaAlgorithm,
     MetaResult,
+    adapt_steps,
     adapted_copy,
     algorithm_key,
     check_inner_steps,
+    check_rate,
     first_order_adapt,
     loss_gradients,
     model_device,
@@ -79,6 +81,7 @@ class L2LMAML(MetaAlgorithm):
 
     def __post_init__(self) -> None:
         check_inner_steps(self.inner_steps, type(self).__name__)
+        check_rate(self.inner_lr, "inner_lr", type(self).__name__)
         self.l2l = import_learn2learn()
 
     def passes_per_task(self, batches: int) -> int:
@@ -95,7 +98,7 @@ class L2LMAML(MetaAlgorithm):
         return MetaResult({n: g for (n, _), g in zip(params, grads)}, query_loss.item(), buffers)
 
     def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:
-        steps = self.inner_steps if steps is None else steps
+        steps = adapt_steps(steps, self.inner_steps)
         return first_order_adapt(model, data, loss_fn, steps, "sgd", self.inner_lr)
 
 
@@ -164,7 +167,7 @@ class L2LMetaSGD(L2LMAML):
 
     def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:
         """Fine-tune a copy with the learned per-parameter rates (plain SGD at `inner_lr` before any training)."""
-        steps = self.inner_steps if steps is None else steps
+        steps = adapt_steps(steps, self.inner_steps)
         rates = list(self.extra_parameters().values())
         if not rates:
             return first_order_adapt(model, data, loss_fn, steps, "sgd", self.inner_lr)

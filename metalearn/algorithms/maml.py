@@ -13,9 +13,11 @@ from metalearn.algorithms.base import (
     LossFn,
     MetaAlgorithm,
     MetaResult,
+    adapt_steps,
     as_betas,
     check_inner_steps,
     check_optimizer_name,
+    check_rate,
     first_order_adapt,
     loss_gradients,
     make_optimizer,
@@ -65,6 +67,7 @@ class MAML(MetaAlgorithm):
 
     def __post_init__(self) -> None:
         check_inner_steps(self.inner_steps, type(self).__name__)
+        check_rate(self.inner_lr, "inner_lr", type(self).__name__)
         check_optimizer_name(self.inner_optimizer)
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown MAML backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
@@ -112,7 +115,7 @@ class MAML(MetaAlgorithm):
         return MetaResult(gradient=gradient, loss=query_loss.item(), buffers=buffers)
 
     def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:
-        steps = self.inner_steps if steps is None else steps
+        steps = adapt_steps(steps, self.inner_steps)
         return first_order_adapt(model, data, loss_fn, steps, self.inner_optimizer, self.inner_lr, self.betas)
 
 

@@ -13,8 +13,10 @@ from metalearn.algorithms.base import (
     MetaAlgorithm,
     MetaResult,
     ScratchCopy,
+    adapt_steps,
     as_betas,
     check_inner_steps,
+    check_rate,
     displacement,
     first_order_adapt,
     model_device,
@@ -62,6 +64,7 @@ class MetaIQA(MetaAlgorithm):
 
     def __post_init__(self) -> None:
         check_inner_steps(self.inner_steps, "MetaIQA")
+        check_rate(self.inner_lr, "inner_lr", "MetaIQA")
         if self.signal not in ("query_gradient", "displacement"):
             raise ValueError(
                 f"unknown MetaIQA signal {self.signal!r}: choose 'query_gradient' or 'displacement'"
@@ -130,7 +133,7 @@ class MetaIQA(MetaAlgorithm):
 
     def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:
         """Fine-tuning as in the paper: Adam on the target task's training data, same loss."""
-        steps = self.inner_steps if steps is None else steps
+        steps = adapt_steps(steps, self.inner_steps)
         return first_order_adapt(model, data, loss_fn, steps, "adam", self.inner_lr, self.betas)
 
     def state_dict(self) -> dict[str, object]:

@@ -13,9 +13,11 @@ from metalearn.algorithms.base import (
     LossFn,
     MetaAlgorithm,
     MetaResult,
+    adapt_steps,
     adapted_copy,
     algorithm_key,
     check_inner_steps,
+    check_rate,
     loss_gradients,
     model_device,
     named_trainable,
@@ -67,6 +69,7 @@ class MetaSGD(MetaAlgorithm):
 
     def __post_init__(self) -> None:
         check_inner_steps(self.inner_steps, "MetaSGD")
+        check_rate(self.inner_lr, "inner_lr", "MetaSGD")
         self._rates: dict[str, nn.Parameter] = {}  # model parameter name -> its rates
 
     # -- the rates -----------------------------------------------------------------------------------
@@ -122,7 +125,7 @@ class MetaSGD(MetaAlgorithm):
     def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:
         """`steps` SGD steps on a copy of `model` (its mode kept), each weight at its learned rate (at
         `inner_lr` before the rates exist)."""
-        steps = self.inner_steps if steps is None else steps
+        steps = adapt_steps(steps, self.inner_steps)
         adapted = adapted_copy(model)
         trainable = named_trainable(adapted)
         params: list[Tensor] = [p for _, p in trainable]

@@ -13,8 +13,10 @@ from metalearn.algorithms.base import (
     LossFn,
     MetaAlgorithm,
     MetaResult,
+    adapt_steps,
     as_betas,
     check_optimizer_name,
+    check_rate,
     first_order_adapt,
     loss_gradients,
     model_device,
@@ -23,6 +25,7 @@ from metalearn.algorithms.base import (
     snapshot_buffers,
 )
 from metalearn.algorithms.registry import register_algorithm
+from metalearn.checks import whole_number
 from metalearn.task import Task, TaskData, concat_data
 
 
@@ -50,6 +53,8 @@ class Pretrain(MetaAlgorithm):
 
     def __post_init__(self) -> None:
         check_optimizer_name(self.adapt_optimizer)
+        check_rate(self.adapt_lr, "adapt_lr", type(self).__name__)
+        whole_number("adapt_steps", self.adapt_steps, 0)
         self.adapt_betas = as_betas(self.adapt_betas)
 
     def passes_per_task(self, batches: int) -> int:
@@ -72,7 +77,7 @@ class Pretrain(MetaAlgorithm):
         return MetaResult(gradient=gradient, loss=total.item(), buffers=buffers)
 
     def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:
-        steps = self.adapt_steps if steps is None else steps
+        steps = adapt_steps(steps, self.adapt_steps)
         return first_order_adapt(
             model, data, loss_fn, steps, self.adapt_optimizer, self.adapt_lr, self.adapt_betas
         )

@@ -12,6 +12,7 @@ from metalearn.algorithms.base import (
     LossFn,
     MetaAlgorithm,
     MetaResult,
+    adapt_steps,
     adapted_copy,
     check_class_labels,
     loss_gradients,
@@ -178,6 +179,7 @@ class ProtoNet(MetaAlgorithm):
     def adapt(
         self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None
     ) -> PrototypeClassifier:
+        adapt_steps(steps, 0)  # prototypes take no steps: any count is ignored, a nonsense one refused
         support = _support(data, model_device(model))
         check_class_labels(support[1], "protonet")
         shots_per_class(support[1])

@@ -11,9 +11,11 @@ from metalearn.algorithms.base import (
     MetaAlgorithm,
     MetaResult,
     ScratchCopy,
+    adapt_steps,
     as_betas,
     check_inner_steps,
     check_optimizer_name,
+    check_rate,
     displacement,
     first_order_adapt,
     make_optimizer,
@@ -52,6 +54,7 @@ class Reptile(MetaAlgorithm):
 
     def __post_init__(self) -> None:
         check_inner_steps(self.inner_steps, "Reptile")
+        check_rate(self.inner_lr, "inner_lr", "Reptile")
         check_optimizer_name(self.inner_optimizer)
         self.betas = as_betas(self.betas)
         self._scratch = ScratchCopy()
@@ -71,5 +74,5 @@ class Reptile(MetaAlgorithm):
         )
 
     def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:
-        steps = self.inner_steps if steps is None else steps
+        steps = adapt_steps(steps, self.inner_steps)
         return first_order_adapt(model, data, loss_fn, steps, self.inner_optimizer, self.inner_lr, self.betas)

@@ -69,8 +69,39 @@ def test_mismatched_inputs_targets() -> None:
         Task(support=pair(), query=pair(4, 1), name="t")
 
 
+class Stream:
+    """A re-iterable set that is not a list: its batches are checked as they are read."""
+
+    def __init__(self, *batches: object) -> None:
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+def test_malformed_batch_in_a_list_fails_when_the_task_is_built() -> None:
+    with pytest.raises(TaskError, match="listed.*support set, batch 1: 2 inputs but 5 targets"):
+        Task(support=[pair(), pair(2, 5)], query=pair(), name="listed")
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (torch.zeros(4, 1), r"a bare tensor of shape \[4, 1\]"),
+        (3, "got int"),
+        ("support.pt", "got str"),
+        ({"inputs": torch.zeros(2)}, "got dict"),
+    ],
+)
+def test_a_set_that_is_not_batches_is_a_type_error(bad: object, words: str) -> None:
+    with pytest.raises(TypeError, match=words):
+        Task(support=bad, query=pair())  # type: ignore[arg-type]  # wrong on purpose
+    with pytest.raises(TypeError, match="query set"):
+        Task(support=pair(), query=bad)  # type: ignore[arg-type]
+
+
 def test_malformed_batch_in_streamed_set() -> None:
-    task = Task(support=[pair(), pair(2, 5)], query=pair(), name="streamed")
+    task = Task(support=Stream(pair(), pair(2, 5)), query=pair(), name="streamed")
     batches = task.support_batches()
     next(batches)
     with pytest.raises(TaskError, match="streamed.*support.*2 inputs but 5 targets"):

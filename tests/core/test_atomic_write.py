@@ -1,0 +1,56 @@
+"""A failed checkpoint write (a full disk, a folder gone read-only) is an `OSError` naming the file, leaves
+the old file as it was and no temporary file, whatever the writer (torch.save's zip writer) made of it."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import resource
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from metalearn.checkpoint import _Writer, atomic_write_bytes
+
+
+@contextlib.contextmanager
+def _file_size_limit(limit: int) -> Iterator[None]:
+    """Writes past `limit` bytes of a file fail (EFBIG) as they would on a full disk: the kernel's own error."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+def test_torch_save_on_a_full_disk_is_an_oserror_naming_the_file(tmp_path: Path) -> None:
+    target = tmp_path / "last.pt"
+    target.write_bytes(b"the previous checkpoint")
+    with _file_size_limit(4096), pytest.raises(OSError) as caught:
+        atomic_write_bytes(target, lambda fh: torch.save({"w": torch.zeros(100_000)}, fh))
+    assert caught.value.errno == errno.EFBIG and caught.value.filename == str(target)
+    assert target.read_bytes() == b"the previous checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_an_unwritable_folder_is_an_oserror_naming_the_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the run folder should be")
+    with pytest.raises(OSError) as caught:
+        atomic_write_bytes(blocker / "last.pt", lambda fh: fh.write(b"x"))
+    assert "not_a_folder" in str(caught.value)
+
+
+def test_a_writer_bug_that_is_not_io_propagates_unchanged(tmp_path: Path) -> None:
+    def broken(fh: _Writer) -> None:
+        raise KeyError("a bug")
+
+    with pytest.raises(KeyError):
+        atomic_write_bytes(tmp_path / "x.pt", broken)
+    assert list(tmp_path.iterdir()) == []
