@@ -142,7 +142,9 @@ def pairwise_distances_logits(a: Tensor, b: Tensor) -> Tensor:
 
 def l2l_protonet(s: Setting, episodes: list[Episode], dtype: torch.dtype) -> Run:
     """learn2learn's ProtoNets example (`fast_adapt`): episodes as its loader gives them (each class's shot
-    then its queries, classes in order), sorted by label, embedded at once, support picked by a mask."""
+    then its queries, classes in order), sorted by label, embedded at once, support picked by a mask. One
+    change: a stable sort (the example's `torch.sort` reorders equal labels past 16 images an episode, so
+    another image would be the shot than in ours; the parity check would fail), at the same cost."""
     model = s.embedding(dtype)
     ways, shot, query_num = s.ways, 1, s.queries
     batches = []
@@ -152,7 +154,7 @@ def l2l_protonet(s: Setting, episodes: list[Episode], dtype: torch.dtype) -> Run
         batches.append((torch.cat(per_class), labels))
 
     def fast_adapt(data: Tensor, labels: Tensor) -> Tensor:
-        sort = torch.sort(labels)
+        sort = torch.sort(labels, stable=True)  # the example's unstable sort may move a class's shot
         data = data[sort.indices]
         labels = labels[sort.indices]
         embeddings = model(data)
