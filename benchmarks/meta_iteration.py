@@ -30,11 +30,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 
@@ -43,6 +40,7 @@ from peers.base import Peer, Setting, TaskStream
 from peers.func_loop import FuncLoop
 from peers.higher_loop import Higher
 from peers.l2l import L2L
+from peers.memory import in_subprocesses, peak_growth
 from peers.naive import Naive
 from peers.ours import Ours
 from peers.plain import Plain
@@ -169,46 +167,14 @@ def time_interleaved(peers: list[Peer], repeats: int, iterations: int) -> dict[s
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
-def current_rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def peak_memory_of(name: str, s: Setting, with_torchopt: bool) -> float:
     """Run in a subprocess: peak memory growth (bytes) over two meta-iterations of one peer alone."""
     (peer,), _ = build_peers(s, with_torchopt, only=name)
-    if s.device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        for _ in range(2):
-            peer.iterate()
-        torch.cuda.synchronize()
-        return float(torch.cuda.max_memory_allocated() - base)
-    # ru_maxrss would include the import and setup peaks: sample the resident set during the iterations
-    base, peak, done = current_rss_bytes(), [0], threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], current_rss_bytes())
-            time.sleep(0.0005)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    for _ in range(2):
-        peer.iterate()
-    done.set()
-    sampler.join()
-    return float(max(peak[0], current_rss_bytes()) - base)
+    return peak_growth(peer.iterate, 2, s.device)
 
 
 def measure_memory(names: list[str], args: argparse.Namespace) -> dict[str, float]:
-    out = {}
-    for name in names:
-        cmd = [sys.executable, __file__, *sys.argv[1:], "--memory-of", name]
-        result = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        out[name] = float(result.stdout.strip().splitlines()[-1])
-    return out
+    return in_subprocesses(__file__, sys.argv[1:], names)
 
 
 # -- reports -----------------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ first use (PEP 562), so that `import metalearn_iqa` (and `metalearn iqa --help`)
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from metalearn.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from metalearn_iqa.evaluation.predict import EvalConfig, evaluate_records, predict_records
@@ -31,8 +32,6 @@ _EXPORTS = {
     "metalearn_iqa.training.prior": ("PriorConfig", "load_prior", "prior_trainer", "train_prior"),
     "metalearn_iqa.training.tasks": ("TaskConfig",),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-
 __all__ = [
     "EvalConfig",
     "FinetuneConfig",
@@ -51,17 +50,4 @@ __all__ = [
     "save_model",
     "train_prior",
 ]
-assert sorted(__all__) == sorted(_MODULE_OF), "__all__ and _EXPORTS must name the same things"
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'metalearn_iqa' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

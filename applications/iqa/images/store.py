@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,32 @@ class ImageStore:
         return image
 
 
+_SHAPE = re.compile(rb"'shape': \(([0-9, ]*)\)")
+
+
+def map_uint8_npy(file: Path) -> np.ndarray:
+    """Memory-map (copy-on-write: writable, read lazily) a uint8 C-order `.npy` file written by `np.save`.
+
+    The header is parsed here rather than by `np.load`, whose `ast.literal_eval` is not safe in a process
+    forked while another thread was compiling (CPython 3.11 < 3.11.8 keeps the parser's recursion depth in
+    global state: "AST constructor recursion depth mismatch" in DataLoader workers).
+    """
+    with open(file, "rb") as handle:
+        prefix = handle.read(10)
+        if prefix[:6] != b"\x93NUMPY" or prefix[6] not in (1, 2, 3):
+            raise DatasetError(f"{file}: not a .npy file (a damaged image cache entry; delete it)")
+        if prefix[6] == 1:
+            length, start = int.from_bytes(prefix[8:10], "little"), 10
+        else:
+            length, start = int.from_bytes(prefix[8:10] + handle.read(2), "little"), 12
+        header = handle.read(length)
+    shape = _SHAPE.search(header)
+    if b"'|u1'" not in header or b"'fortran_order': False" not in header or shape is None:
+        raise DatasetError(f"{file}: not a uint8 C-order .npy file (a damaged image cache entry; delete it)")
+    dims = tuple(int(d) for d in shape.group(1).replace(b" ", b"").split(b",") if d)
+    return np.memmap(file, dtype=np.uint8, mode="c", offset=start + length, shape=dims)
+
+
 class DiskCache:
     """Decoded uint8 images as `.npy` files in `folder`, at most `max_bytes` in all, shared by processes.
 
@@ -150,7 +177,7 @@ class DiskCache:
             image = read_image(path)
             if not self._admit(file, image):
                 return image
-        image = torch.from_numpy(np.load(file, mmap_mode="c"))  # copy-on-write: writable, read lazily
+        image = torch.from_numpy(map_uint8_npy(file))
         self._maps[path] = image
         if len(self._maps) > self.OPEN_MAPS:
             self._maps.popitem(last=False)
