@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from typing import Any, NoReturn
 
 import click
 
@@ -30,6 +31,20 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self.lazy_subcommands))
 
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            one_line_usage_error(exc)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:  # a subcommand's bad option or argument
+            one_line_usage_error(exc)
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy_subcommands and cmd_name not in self.commands:
             self.add_command(load_command(self.lazy_subcommands[cmd_name][0]), cmd_name)
@@ -48,6 +63,20 @@ class LazyGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+class OneLineUsageError(click.ClickException):
+    """A bad option, argument or command as one `Error: ...` line, exit code 2 (Click prints the usage
+    and a hint too): every refusal of the CLI is one line naming the option and the problem."""
+
+    exit_code = 2
+
+
+def one_line_usage_error(exc: click.UsageError) -> NoReturn:
+    """Re-raise Click's usage error as one line naming the command, the option and the problem."""
+    where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+    help_hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+    raise OneLineUsageError(f"{where}{exc.format_message()}{help_hint}") from None
 
 
 def load_command(path: str) -> click.Command:

@@ -111,14 +111,14 @@ def test_meta_sgd_rates_are_saved_with_the_run(omniglot: Path, tmp_path: Path) -
     [
         (["--algorithm", "nope"], "unknown algorithm 'nope'"),
         (["--algorithm", "protonet", "--inner-lr", "0.1"], "algorithm 'protonet' has no inner_lr"),
-        (["--algorithm", "maml", "--inner-lr", "nan"], "inner_lr must be a positive finite number"),
-        (["--algorithm", "maml", "--inner-lr", "-1"], "inner_lr must be a positive finite number"),
+        (["--algorithm", "maml", "--inner-lr", "nan"], "'--inner-lr': 'nan' is not a finite number"),
+        (["--algorithm", "maml", "--inner-lr", "-1"], "'--inner-lr': -1.0 is not in the range x>0"),
         (["--algorithm", "protonet", "--ways", "80", "--query", "1"], "fewer than the 80 ways"),
         (
             ["--algorithm", "protonet", "--query", "15"],
             "character01: class 'Atlantean/character01' of omniglot/train has 4 items",
         ),
-        (["--algorithm", "protonet", "--outer-lr", "inf"], "outer_lr must be a positive finite number"),
+        (["--algorithm", "protonet", "--outer-lr", "inf"], "'--outer-lr': 'inf' is not a finite number"),
         (["--algorithm", "protonet", "--resume", "--overwrite"], "either --resume"),
         (["--algorithm", "protonet", "--device", "cuda:7"], "--device"),
     ],

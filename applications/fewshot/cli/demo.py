@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from metalearn.cli.errors import friendly_errors
+from metalearn.cli.types import SEED
 
 
 @click.command()
@@ -12,7 +13,7 @@ from metalearn.cli.errors import friendly_errors
     "--iterations", type=click.IntRange(min=1), help="Outer iterations per method [default: the demo's]."
 )
 @click.option("--episodes", type=click.IntRange(min=2), help="Test episodes [default: 600].")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
 @friendly_errors
 def demo(iterations: int | None, episodes: int | None, seed: int, json_path: str | None) -> None:
@@ -21,8 +22,11 @@ def demo(iterations: int | None, episodes: int | None, seed: int, json_path: str
     from pathlib import Path
 
     from metalearn.checkpoint import save_json
+    from metalearn.cli.files import writable_file
     from metalearn_fewshot.demo import DemoConfig, format_report, run_demo
 
+    if json_path:
+        writable_file(Path(json_path), "--json")
     config = DemoConfig(seed=seed)
     changes = {k: v for k, v in {"iterations": iterations, "episodes": episodes}.items() if v is not None}
     config = dataclasses.replace(config, **changes)

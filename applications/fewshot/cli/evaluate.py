@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from metalearn.cli.errors import check_device, friendly_errors
+from metalearn.cli.types import SEED
 from metalearn_fewshot.cli.options import BATCHNORM
 
 
@@ -27,7 +30,7 @@ from metalearn_fewshot.cli.options import BATCHNORM
     help="Test-time inner steps [default: the run's --test-inner-steps].",
 )
 @click.option("--batchnorm", type=click.Choice(BATCHNORM), help="[default: the run's]")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seeds the episodes.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the episodes.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the result as JSON.")
 @friendly_errors
@@ -45,9 +48,12 @@ def evaluate(
     json_path: str | None,
 ) -> None:
     """Accuracy of a trained run over test episodes, with its 95 % confidence interval."""
+    from metalearn.cli.files import writable_file
     from metalearn_fewshot.evaluation import evaluate_run
 
     check_device(device)
+    if json_path:
+        writable_file(Path(json_path), "--json")
     result = evaluate_run(
         run_dir,
         split=split,

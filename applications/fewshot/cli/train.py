@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from metalearn.cli.errors import check_device, friendly_errors
 from metalearn.cli.torchrun import torchrun_command
+from metalearn.cli.types import FILTERS, POSITIVE, SEED, side
 from metalearn_fewshot.cli.options import BATCHNORM, DATASETS
 
 
@@ -41,8 +44,8 @@ from metalearn_fewshot.cli.options import BATCHNORM, DATASETS
     "--iterations", type=click.IntRange(min=1), required=True, help="Outer iterations (meta-batches)."
 )
 @click.option("--tasks-per-batch", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--outer-lr", type=float, default=1e-3, show_default=True)
-@click.option("--inner-lr", type=float, help="The algorithm's inner rate [default: the algorithm's].")
+@click.option("--outer-lr", type=POSITIVE, default=1e-3, show_default=True)
+@click.option("--inner-lr", type=POSITIVE, help="The algorithm's inner rate [default: the algorithm's].")
 @click.option(
     "--inner-steps", type=click.IntRange(min=0), help="Inner steps in training [default: the algorithm's]."
 )
@@ -54,15 +57,15 @@ from metalearn_fewshot.cli.options import BATCHNORM, DATASETS
 @click.option(
     "--first-order/--second-order", default=None, help="Drop second-order terms (MAML, ANIL, Meta-SGD)."
 )
-@click.option("--image-size", type=click.IntRange(min=8), help="[default: the dataset's: 28, 84 or 32]")
+@click.option("--image-size", type=side(8), help="[default: the dataset's: 28, 84 or 32]")
 @click.option(
     "--rotations",
     type=click.Choice(["1", "2", "4"]),
     help="Training classes x rotations [default: the dataset's].",
 )
-@click.option("--hidden", type=click.IntRange(min=1), default=64, show_default=True, help="Conv-4 filters.")
+@click.option("--hidden", type=FILTERS, default=64, show_default=True, help="Conv-4 filters.")
 @click.option("--batchnorm", type=click.Choice(BATCHNORM), default="transductive", show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="The run folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out.")
@@ -99,6 +102,7 @@ def train(
     progress: bool,
 ) -> None:
     """Meta-train a few-shot learner on a dataset's training classes (resumable, torchrun-ready)."""
+    from metalearn.cli.files import writable_folder
     from metalearn.runs import check_run_mode
     from metalearn_fewshot.training import FewshotConfig, passes_per_iteration, train_run
 
@@ -128,6 +132,7 @@ def train(
         seed=seed,
         device=device,
     )
+    writable_folder(Path(out), "--out")
     train_run(config, out, resume=resume, overwrite=overwrite, progress=progress)
     passes = iterations * passes_per_iteration(config)
     click.echo(f"trained {config.algorithm} for {iterations} iterations ({passes} image passes) into {out}")

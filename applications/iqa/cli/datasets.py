@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from metalearn.distributed import local_main_first
 from metalearn_iqa.cli.errors import CLIError
@@ -22,7 +23,7 @@ def load(name: str, root: str | None) -> list[IQARecord]:
     return records
 
 
-def load_many(names: tuple[str, ...], roots: tuple[str, ...]) -> list[IQARecord]:
+def load_many(names: tuple[str, ...], roots: tuple[str, ...], option: str = "--dataset") -> list[IQARecord]:
     """Several databases pooled (scores are on [0, 1] already); each database's types stay distinct tasks.
 
     Roots pair up, in order, with the datasets that need one (every dataset but synthetic).
@@ -32,6 +33,14 @@ def load_many(names: tuple[str, ...], roots: tuple[str, ...]) -> list[IQARecord]
         raise CLIError(
             f"give one --root per dataset other than synthetic: {len(needing)} expected, {len(roots)} given"
         )
+    folders = iter(roots)
+    pairs = [
+        (n.lower(), None if n.lower() == "synthetic" else str(Path(next(folders)).resolve())) for n in names
+    ]
+    for i, pair in enumerate(pairs):
+        if pair in pairs[:i]:
+            where = f" in {pair[1]}" if pair[1] else ""
+            raise CLIError(f"{option} {names[i]}{where} is given twice: its images would count twice")
     root_of = iter(roots)
     records: list[IQARecord] = []
     for i, name in enumerate(names):
@@ -44,16 +53,6 @@ def load_many(names: tuple[str, ...], roots: tuple[str, ...]) -> list[IQARecord]
 
 def _offset_type(record: IQARecord, offset: int) -> IQARecord:
     return replace(record, distortion=None if record.distortion is None else record.distortion + offset)
-
-
-def parse_types(text: str | None, option: str = "--types") -> tuple[int, ...]:
-    """Comma-separated integers (distortion types, seeds); empty for no text."""
-    if not text:
-        return ()
-    try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise CLIError(f"{option} expects comma-separated integers, got {text!r}") from None
 
 
 def check_images(records: list[IQARecord]) -> None:

@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
-from metalearn.distributed import on_main
+import click
+
+from metalearn.cli.files import writable_file, writable_folder
 from metalearn_iqa.cli.errors import CLIError
-from metalearn_iqa.images.decode import IMAGE_SUFFIXES, image_files
+from metalearn_iqa.images.decode import image_files, other_files
 
-
-def writable_folder(path: Path, option: str) -> Path:
-    """Create `path` if needed and check a file can be written in it, before any work starts."""
-    try:
-        _probe_folder(path)
-    except OSError as exc:
-        raise CLIError(f"{option} {path}: cannot write a folder there ({_reason(exc, path)})") from None
-    return path
-
-
-def writable_file(path: Path, option: str) -> Path:
-    """Check the folder of an output file is writable (creating it) and that `path` is not a folder."""
-    if path.is_dir():
-        raise CLIError(f"{option} {path}: is a folder, expected a file name")
-    try:
-        _probe_folder(path.parent)
-    except OSError as exc:
-        raise CLIError(
-            f"{option} {path}: cannot write the file there ({_reason(exc, path.parent)})"
-        ) from None
-    return path
+__all__ = ["collect_images", "resolve_checkpoint", "writable_file", "writable_folder", "write_output"]
 
 
 def write_output(path: Path, text: str) -> None:
@@ -38,23 +19,6 @@ def write_output(path: Path, text: str) -> None:
     from metalearn.checkpoint import atomic_write_text
 
     atomic_write_text(path, text)
-
-
-def _probe_folder(path: Path) -> None:
-    on_main(_probe_here, path)  # under torchrun: rank 0's disk holds the outputs
-
-
-def _probe_here(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=path, prefix=".write-test-"):
-        pass
-
-
-def _reason(exc: OSError, folder: Path) -> str:
-    """Why a folder cannot be written, in words (a file where a folder should be is the common case)."""
-    if isinstance(exc, FileExistsError | NotADirectoryError) or (folder.exists() and not folder.is_dir()):
-        return "a file is in the way"
-    return exc.strerror or exc.__class__.__name__
 
 
 def resolve_checkpoint(checkpoint: str | None) -> Path:
@@ -79,10 +43,23 @@ def collect_images(inputs: tuple[str, ...]) -> list[Path]:
         path = Path(item)
         if path.is_dir():
             images.extend(image_files(path))
+            _report_skipped(path)
         elif path.is_file():
             images.append(path)
         else:
             raise CLIError(f"{path}: no such file or folder")
     if not images:
-        raise CLIError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(inputs)}")
+        raise CLIError(f"no image files (in a format Pillow reads) in {', '.join(inputs)}")
     return images
+
+
+def _report_skipped(folder: Path) -> None:
+    """Say which files of a searched folder are not read (not an image format Pillow decodes)."""
+    skipped = other_files(folder)
+    if skipped:
+        shown = ", ".join(str(p.relative_to(folder)) for p in skipped[:3]) + (
+            " ..." if len(skipped) > 3 else ""
+        )
+        click.echo(
+            f"note: {folder}: {len(skipped)} file(s) not read, not in an image format: {shown}", err=True
+        )

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from metalearn.cli.types import MAX_FILTERS, SEED, side
 from metalearn_iqa.cli.errors import CLIError
 from metalearn_iqa.model.network import BACKBONES, NORMS, ModelConfig
 
@@ -50,12 +51,12 @@ OVERWRITE_OPTION = click.option(
 MODEL_FILE_OPTION = click.option(
     "--checkpoint", type=click.Path(), default=None, help="Model file [newest prior in outputs/]."
 )
-SEED_OPTION = click.option("--seed", type=int, default=0, show_default=True)
+SEED_OPTION = click.option("--seed", type=SEED, default=0, show_default=True)
 DEVICE_OPTION = click.option(
     "--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ..."
 )
 TRAIN_CROP_OPTION = click.option(
-    "--train-crop", type=click.IntRange(32), default=224, show_default=True, help="Random training crop."
+    "--train-crop", type=side(32), default=224, show_default=True, help="Random training crop."
 )
 INIT_OPTION = click.option(
     "--init",
@@ -121,7 +122,7 @@ model_options = option_group(
         ),
         click.option(
             "--width",
-            type=click.IntRange(4),
+            type=click.IntRange(4, MAX_FILTERS),
             default=None,
             help="Small backbone only: channels of its first stage (stages: 1x, 2x, 3x, 4x) [32].",
         ),
@@ -177,7 +178,7 @@ view_options = option_group(
     [
         click.option(
             "--crop",
-            type=click.IntRange(32),
+            type=side(32),
             default=None,
             help="Score N x N crops instead of the whole image [whole image].",
         ),

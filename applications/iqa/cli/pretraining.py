@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from metalearn.cli.types import BATCH, POSITIVE, DistinctInts, FiniteFloat, side
 from metalearn.runs import check_run_mode
-from metalearn_iqa.cli.datasets import parse_types
 from metalearn_iqa.cli.errors import check_device, friendly_errors
 from metalearn_iqa.cli.files import writable_folder
 from metalearn_iqa.cli.options import (
@@ -36,11 +36,11 @@ from metalearn_iqa.cli.options import (
 )
 @model_options
 @click.option("--iterations", type=click.IntRange(1), default=1000, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=0.2, show_default=True)
+@click.option("--lr", type=POSITIVE, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--temperature", type=POSITIVE, default=0.2, show_default=True)
 @click.option(
     "--momentum",
-    type=click.FloatRange(0, 1, max_open=True),
+    type=FiniteFloat(0, 1, max_open=True),
     default=0.0,
     show_default=True,
     help="0: in-batch form (both patches through the network); > 0: MoCo form, keys from a momentum copy.",
@@ -48,23 +48,28 @@ from metalearn_iqa.cli.options import (
 @click.option(
     "--queue", type=click.IntRange(0), default=0, show_default=True, help="Momentum form: queued keys."
 )
-@click.option("--images-per-batch", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--images-per-batch", type=BATCH, default=4, show_default=True)
 @click.option(
     "--chains-per-image",
-    type=click.IntRange(1),
+    type=BATCH,
     default=2,
     show_default=True,
     help="Degradation chains per source image in a batch (>= 2: same-content negatives).",
 )
-@click.option("--patch", type=click.IntRange(32), default=64, show_default=True, help="Patch side.")
+@click.option("--patch", type=side(32), default=64, show_default=True, help="Patch side.")
 @click.option(
     "--region",
-    type=click.IntRange(32),
+    type=side(32),
     default=128,
     show_default=True,
     help="Side of the random crop of a source that is degraded (then cut into two patches).",
 )
-@click.option("--exclude-types", default=None, help="Comma-separated distortion types never applied.")
+@click.option(
+    "--exclude-types",
+    type=DistinctInts(),
+    default=None,
+    help="Comma-separated distortion types never applied.",
+)
 @SEED_OPTION
 @DEVICE_OPTION
 @click.option("--out", type=click.Path(), default=None, help="Run folder [outputs/qpt-BACKBONE].")
@@ -85,7 +90,7 @@ def pretrain(
     chains_per_image: int,
     patch: int,
     region: int,
-    exclude_types: str | None,
+    exclude_types: tuple[int, ...] | None,
     seed: int,
     device: str,
     out: str | None,
@@ -101,7 +106,7 @@ def pretrain(
 
     check_run_mode(resume, overwrite)
     check_device(device)
-    excluded = set(parse_types(exclude_types, "--exclude-types"))
+    excluded = set(exclude_types or ())
     config = QPTConfig(
         iterations=iterations,
         lr=lr,
@@ -114,11 +119,11 @@ def pretrain(
         degradations=DegradationConfig(types=tuple(t for t in ALL_TYPES if t not in excluded)),
         model=model.config(),
     )
+    paths = folder_images(images) if images else []  # listed (and refused) before any folder is made
     out_dir = writable_folder(
         Path(out) if out else default_output_dir() / f"{method}-{config.model.backbone}", "--out"
     )
     if images:
-        paths = folder_images(images)
         pictures, source = load_images(paths, min_side=patch), f"{images} ({len(paths)} images)"
     else:
         pictures, source = reference_images(), "the embedded reference photos"

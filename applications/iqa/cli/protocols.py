@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 
 from metalearn.cli.torchrun import torchrun_command
+from metalearn.cli.types import POSITIVE, DistinctInts
 from metalearn.runs import check_run_mode, lock_run_dir
-from metalearn_iqa.cli.datasets import load, load_many, parse_types
+from metalearn_iqa.cli.datasets import load, load_many
 from metalearn_iqa.cli.errors import CLIError, friendly_errors
 from metalearn_iqa.cli.files import writable_folder
 from metalearn_iqa.cli.options import DATASET_OPTION, OVERWRITE_OPTION, ROOT_OPTION, ViewOptions, view_options
@@ -27,7 +28,12 @@ from metalearn_iqa.cli.training_options import (
 @friendly_errors
 @DATASET_OPTION
 @ROOT_OPTION
-@click.option("--types", default=None, help="Comma-separated types to hold out one at a time [all].")
+@click.option(
+    "--types",
+    type=DistinctInts(),
+    default=None,
+    help="Comma-separated types to hold out one at a time [all].",
+)
 @prior_options
 @finetune_options
 @view_options
@@ -38,7 +44,7 @@ from metalearn_iqa.cli.training_options import (
 def lodo(
     dataset: str,
     root: str | None,
-    types: str | None,
+    types: tuple[int, ...] | None,
     prior: PriorOptions,
     finetune: FinetuneOptions,
     view: ViewOptions,
@@ -57,7 +63,7 @@ def lodo(
 
     check_run_mode(resume, overwrite)
     prior_config = prior.config()
-    held_out = parse_types(types)
+    held_out = types or ()
     config = LodoConfig(
         prior=prior_config,
         folds=[(t,) for t in held_out] if held_out else None,
@@ -147,7 +153,7 @@ def cross(
         if prior_path:
             model = load_prior(prior_path)
         else:
-            records = load_many(prior_datasets or ("synthetic",), prior_roots)
+            records = load_many(prior_datasets or ("synthetic",), prior_roots, "--prior-dataset")
             model, _ = train_prior(
                 config, records, out_dir / "prior", resume=resume, overwrite=overwrite, store=store
             )
@@ -160,23 +166,30 @@ def cross(
 @friendly_errors
 @click.option("--out", type=click.Path(), default=None, help="[outputs/demo]")
 @click.option(
-    "--seeds", default="0,1", show_default=True, help="Comma-separated seeds (content split, init, sampling)."
+    "--seeds",
+    type=DistinctInts(0),
+    default="0,1",
+    show_default=True,
+    help="Comma-separated seeds (content split, init, sampling).",
 )
-@click.option(
-    "--epochs", type=click.FloatRange(min=0, min_open=True), default=None, help="Override the priors' budget."
-)
+@click.option("--epochs", type=POSITIVE, default=None, help="Override the priors' budget.")
 @click.option("--resume", is_flag=True, help="Reuse finished priors in the output folder.")
 @loader_options
 @OVERWRITE_OPTION
 def demo(
-    out: str | None, seeds: str, epochs: float | None, resume: bool, loader: LoaderOptions, overwrite: bool
+    out: str | None,
+    seeds: tuple[int, ...],
+    epochs: float | None,
+    resume: bool,
+    loader: LoaderOptions,
+    overwrite: bool,
 ) -> None:
     """On the embedded synthetic database: train a MetaIQA prior and the fair baseline, compare them."""
     from metalearn_iqa.cli.paths import default_output_dir
     from metalearn_iqa.protocols.demo import run_demo
     from metalearn_iqa.protocols.heldout import DemoConfig
 
-    config = DemoConfig(seeds=parse_types(seeds, "--seeds"))
+    config = DemoConfig(seeds=seeds)
     if not config.seeds:
         raise CLIError("--seeds needs at least one seed")
     if epochs:

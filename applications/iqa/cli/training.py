@@ -8,9 +8,10 @@ from pathlib import Path
 import click
 
 from metalearn.cli.torchrun import torchrun_command
+from metalearn.cli.types import MAX_BATCH, POSITIVE, DistinctInts
 from metalearn.distributed import on_main
 from metalearn.runs import check_run_mode
-from metalearn_iqa.cli.datasets import load, load_many, parse_types
+from metalearn_iqa.cli.datasets import load, load_many
 from metalearn_iqa.cli.errors import CLIError, friendly_errors
 from metalearn_iqa.cli.files import writable_file, writable_folder
 from metalearn_iqa.cli.options import (
@@ -32,7 +33,12 @@ from metalearn_iqa.model.weights import save_model
 @click.option(
     "--root", "roots", multiple=True, type=click.Path(), help="One per --dataset (none for synthetic)."
 )
-@click.option("--exclude-types", default=None, help="Comma-separated distortion types to leave out.")
+@click.option(
+    "--exclude-types",
+    type=DistinctInts(),
+    default=None,
+    help="Comma-separated distortion types to leave out.",
+)
 @prior_options
 @click.option("--out", type=click.Path(), default=None, help="Run folder [outputs/prior-ALGO].")
 @click.option(
@@ -52,7 +58,7 @@ from metalearn_iqa.model.weights import save_model
 def train(
     datasets: tuple[str, ...],
     roots: tuple[str, ...],
-    exclude_types: str | None,
+    exclude_types: tuple[int, ...] | None,
     prior: PriorOptions,
     out: str | None,
     resume: bool,
@@ -69,7 +75,7 @@ def train(
     out_dir = writable_folder(
         Path(out) if out else default_output_dir() / f"prior-{config.algorithm}", "--out"
     )
-    excluded = set(parse_types(exclude_types, "--exclude-types"))
+    excluded = set(exclude_types or ())
     records = [r for r in load_many(datasets, roots) if r.distortion not in excluded]
     train_prior(
         config,
@@ -101,9 +107,9 @@ def train(
     show_default=True,
     help="Passes over the database's images (lr x0.8 every 5 epochs).",
 )
-@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--lr", type=POSITIVE, default=1e-4, show_default=True)
 @TRAIN_CROP_OPTION
-@click.option("--batch-size", type=click.IntRange(2), default=8, show_default=True)
+@click.option("--batch-size", type=click.IntRange(2, MAX_BATCH), default=8, show_default=True)
 @SEED_OPTION
 @click.option("--out", type=click.Path(), required=True, help="Where to save the fine-tuned model.")
 def finetune(

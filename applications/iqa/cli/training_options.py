@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from metalearn.algorithms import ALGORITHMS
+from metalearn.cli.types import BATCH, NON_NEGATIVE, POSITIVE
 from metalearn_iqa.cli.errors import CLIError, check_device
 from metalearn_iqa.cli.files import writable_folder
 from metalearn_iqa.cli.options import (
@@ -119,7 +120,7 @@ _prior_group = option_group(
         ),
         click.option(
             "--epochs",
-            type=click.FloatRange(0, min_open=True),
+            type=POSITIVE,
             default=100.0,
             show_default=True,
             help="Training budget: one epoch is ceil(images / batch size) forward+backward passes of one "
@@ -133,7 +134,7 @@ _prior_group = option_group(
         ),
         click.option("--tasks-per-batch", type=click.IntRange(1), default=5, show_default=True),
         click.option("--inner-steps", type=click.IntRange(1), default=6, show_default=True),
-        click.option("--inner-lr", type=float, default=1e-4, show_default=True),
+        click.option("--inner-lr", type=POSITIVE, default=1e-4, show_default=True),
         click.option(
             "--inner-optimizer",
             type=click.Choice(["adam", "sgd"]),
@@ -142,7 +143,7 @@ _prior_group = option_group(
             help="Inner loop: Adam with betas (0.9, 0.99), the paper's, or plain SGD (what learn2learn's "
             "algorithms run: they need sgd).",
         ),
-        click.option("--outer-lr", type=float, default=1e-4, show_default=True),
+        click.option("--outer-lr", type=POSITIVE, default=1e-4, show_default=True),
         click.option(
             "--outer-optimizer",
             type=click.Choice(["adam", "sgd"]),
@@ -159,7 +160,7 @@ _prior_group = option_group(
         TRAIN_CROP_OPTION,
         click.option(
             "--batch-size",
-            type=click.IntRange(1),
+            type=BATCH,
             default=8,
             show_default=True,
             help="Images per batch (meta-training, and fine-tuning where there is any).",
@@ -207,7 +208,7 @@ finetune_options = option_group(
             show_default=True,
             help="Epochs of Adam on the target's training part (lr x0.8 every 5 epochs); 0: no fine-tuning.",
         ),
-        click.option("--finetune-lr", type=float, default=1e-4, show_default=True),
+        click.option("--finetune-lr", type=POSITIVE, default=1e-4, show_default=True),
     ],
 )
 
@@ -250,7 +251,7 @@ loader_options = option_group(
         ),
         click.option(
             "--image-cache-gb",
-            type=click.FloatRange(0),
+            type=NON_NEGATIVE,
             default=32.0,
             show_default=True,
             help="Bound on the image cache folder; images past it are decoded from their files each time.",

@@ -12,6 +12,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor, nn
 
+from metalearn.checkpoint import atomic_write_bytes
+
 __all__ = ["gradient_map", "save_gradient_map"]
 
 
@@ -76,5 +78,5 @@ def save_gradient_map(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(out, format="png")
+    atomic_write_bytes(out, lambda fh: fig.savefig(fh, format="png"))  # a full disk: an OSError naming `out`
     return out

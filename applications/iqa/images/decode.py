@@ -8,13 +8,30 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from metalearn_iqa.data.records import DatasetError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-"""What counts as an image when a folder is searched."""
+UNDECODABLE = frozenset({"BUFR", "GRIB", "HDF5", "WMF", "MPEG", "EPS"})
+"""Formats Pillow identifies but cannot decode here (stubs, or Ghostscript needed)."""
+
+
+def _readable_suffixes() -> frozenset[str]:
+    Image.init()  # every plugin registered
+    return frozenset(
+        ext
+        for ext, kind in Image.registered_extensions().items()
+        if kind in Image.OPEN and kind not in UNDECODABLE
+    )
+
+
+IMAGE_SUFFIXES = _readable_suffixes()
+"""What counts as an image when a folder is searched: every format Pillow decodes (.gif, .ppm, .tga ...)."""
+
+
+EXIF_ORIENTATION = 0x0112
+"""The EXIF tag saying how to turn the stored pixels upright (1: as stored; 5-8: a quarter turn)."""
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -22,9 +39,20 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def other_files(folder: Path) -> list[Path]:
+    """The files below `folder` that `image_files` leaves out (hidden files aside), sorted."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
+
+
 def read_image(path: str | Path) -> Tensor:
     """Decode an image file to a uint8 RGB tensor (3, H, W) by `to_rgb`, for training and prediction alike.
 
+    The image is turned upright by its EXIF orientation (`ImageOps.exif_transpose`), as a viewer shows it:
+    a photo with an EXIF rotation decodes exactly as its physically rotated twin.
     Unreadable files, and images past Pillow's decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`, where
     Pillow would only warn), raise a one-line DatasetError naming the file.
     """
@@ -32,7 +60,7 @@ def read_image(path: str | Path) -> Tensor:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                array = torch.from_numpy(np.array(to_rgb(img)))
+                array = torch.from_numpy(np.array(to_rgb(ImageOps.exif_transpose(img))))
     except FileNotFoundError:
         raise DatasetError(f"{path}: image not found") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -88,6 +116,7 @@ def image_shape(path: str) -> tuple[int, int]:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                return img.height, img.width
+                turned = img.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)  # a quarter turn
+                return (img.width, img.height) if turned else (img.height, img.width)
     except Exception:  # noqa: BLE001 - decoding names the problem in `read_image`'s words
         return tuple(read_image(path).shape[-2:])  # type: ignore[return-value]

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from metalearn import Task
 from metalearn_iqa.data.records import DatasetError
-from metalearn_iqa.images.decode import IMAGE_SUFFIXES, image_files, read_image
+from metalearn_iqa.images.decode import image_files, read_image
 from metalearn_iqa.images.transforms import normalise
 from metalearn_iqa.qpt.degradations import DegradationConfig, apply_chain, sample_chain
 
@@ -55,7 +55,7 @@ def folder_images(folder: str | Path) -> list[Path]:
         raise DatasetError(f"{folder}: not a folder of images")
     paths = image_files(folder)
     if not paths:
-        raise DatasetError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise DatasetError(f"{folder}: no image files (in a format Pillow reads)")
     return paths
 
 

@@ -12,10 +12,11 @@ from torch.optim.lr_scheduler import StepLR
 
 from metalearn import DivergedError, mse_loss
 from metalearn.checkpoint import first_nonfinite
+from metalearn.checks import positive_finite
 from metalearn.task import Batch
 from metalearn_iqa.data.records import DatasetError, IQARecord
 from metalearn_iqa.images.store import ImageStore
-from metalearn_iqa.training.tasks import training_batches
+from metalearn_iqa.training.tasks import check_batch_fits, training_batches
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.epochs < 0:
             raise ValueError(f"epochs must be at least 0, got {self.epochs}")
+        positive_finite("lr", self.lr)
         if self.batch_size < 2:
             raise ValueError(
                 f"batch_size must be at least 2 (BatchNorm needs 2 images), got {self.batch_size}"
@@ -82,6 +84,7 @@ def finetune(
         return tuned
     if len(records) < 2:
         raise DatasetError(f"{len(records)} training image(s): fine-tuning needs at least 2 (BatchNorm)")
+    check_batch_fits(config.batch_size, len(records))
     batches = training_batches(records, store or ImageStore(), config.crop, config.batch_size, config.seed)
     optimizer, schedule = finetune_optimizer(tuned, config)
     tuned.train()

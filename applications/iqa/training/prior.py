@@ -17,6 +17,7 @@ from metalearn import MetaTrainer, TrainerConfig, mse_loss
 from metalearn.algorithms import algorithm_class
 from metalearn.algorithms.base import check_optimizer_name
 from metalearn.checkpoint import save_json
+from metalearn.checks import positive_finite
 from metalearn.distributed import on_main
 from metalearn.runs import open_run
 from metalearn.sampler import TaskSampler
@@ -25,7 +26,12 @@ from metalearn_iqa.images.store import ImageStore
 from metalearn_iqa.model.network import IQANet, ModelConfig
 from metalearn_iqa.model.weights import build_model, init_label, load_model, read_run_info, save_model
 from metalearn_iqa.training.algorithms import ALGORITHM_SETTINGS, build_algorithm, check_honoured
-from metalearn_iqa.training.tasks import DistortionTaskSampler, PooledBatchSampler, TaskConfig
+from metalearn_iqa.training.tasks import (
+    DistortionTaskSampler,
+    PooledBatchSampler,
+    TaskConfig,
+    check_batch_fits,
+)
 
 PRIOR_FILE = "prior.pt"
 SUMMARY_FILE = "prior.json"
@@ -123,8 +129,9 @@ class PriorConfig:
             )
         if self.iterations < 0:
             raise ValueError(f"iterations must be at least 1 (or 0: from epochs), got {self.iterations}")
-        if self.epochs <= 0 and not self.iterations:
-            raise ValueError(f"epochs must be positive, got {self.epochs}")
+        positive_finite("epochs", self.epochs)
+        positive_finite("lr_decay_epochs", self.lr_decay_epochs)
+        positive_finite("inner_lr", self.inner_lr)
         check_optimizer_name(self.inner_optimizer)
         if self.signal not in SIGNALS:
             raise ValueError(f"unknown signal {self.signal!r}: choose 'query_gradient' or 'displacement'")
@@ -251,6 +258,7 @@ def make_trainer(
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.trainer.seed)  # network initialisation
+    check_batch_fits(config.task.batch_size, len(records))
     sampler: TaskSampler
     if config.is_plain:
         sampler = PooledBatchSampler(records, config.task, store)

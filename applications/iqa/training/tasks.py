@@ -139,6 +139,13 @@ def prefetch(tasks: Sequence[Task]) -> list[Task]:
     return list(tasks)
 
 
+def check_batch_fits(batch_size: int, n_images: int) -> None:
+    """Refuse a batch larger than the whole database before any image is read: its images would be drawn
+    many times over (or the batch silently shrunk), which no setting means."""
+    if batch_size > n_images:
+        raise ValueError(f"batch size {batch_size} is larger than the {n_images} training images")
+
+
 def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
     """A shuffled partition of range(n) into batches of `batch_size`; a lone leftover joins the last batch."""
     order = torch.randperm(n, generator=generator).tolist()
