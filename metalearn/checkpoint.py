@@ -85,7 +85,21 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say which
-        raise ValueError(f"{path}: not a readable metalearn checkpoint ({exc.__class__.__name__})") from None
+        raise ValueError(damaged(path, exc, "metalearn checkpoint")) from None
+
+
+def damaged(path: str | Path, exc: BaseException, kind: str = "checkpoint") -> str:
+    """Why `torch.load` could not read `path`, in one line that names the file and says it is damaged:
+    a truncated file surfaces as anything from a zip error to `OSError: [Errno 22]`, which says neither."""
+    detail = str(exc).split(". ")[0].splitlines()[0] if str(exc) else ""
+    detail = detail.replace("PytorchStreamReader failed reading zip archive: ", "")
+    if isinstance(exc, OSError) and exc.strerror:
+        detail = exc.strerror
+    try:
+        size = f"{Path(path).stat().st_size} bytes, "
+    except OSError:
+        size = ""
+    return f"{path}: damaged or truncated {kind}, not a whole PyTorch file ({size}{detail or type(exc).__name__})"
 
 
 def first_nonfinite(state: Mapping[str, Any]) -> str | None:

@@ -242,7 +242,15 @@ def _file_cases(fx: Fixture) -> Iterator[Case]:
         yield Case(f"{group} {name} {option} {value.replace(str(t), '')}", args, fragment)
     twice = ["iqa", "train", "--dataset", "kadid10k", "--root", str(fx.db), *fx.base("iqa", "train")]
     yield Case("iqa train --dataset given twice", twice, "--dataset")
-    cross = ["iqa", "cross", "--prior-dataset", "kadid10k", "--prior-root", str(fx.db), *fx.base("iqa", "cross")]
+    cross = [
+        "iqa",
+        "cross",
+        "--prior-dataset",
+        "kadid10k",
+        "--prior-root",
+        str(fx.db),
+        *fx.base("iqa", "cross"),
+    ]
     yield Case("iqa cross --prior-dataset given twice", cross, "--prior-dataset")
     yield Case(
         "iqa predict missing image", ["iqa", "predict", "--checkpoint", str(fx.prior), missing], missing

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import ResNet18_Weights
 
-from metalearn.checkpoint import atomic_write_bytes, first_nonfinite
+from metalearn.checkpoint import atomic_write_bytes, damaged, first_nonfinite
 from metalearn_iqa.model.network import IQANet, ModelConfig
 
 CHECKPOINT_FORMAT = "metalearn_iqa.IQANet/1"
@@ -58,9 +58,7 @@ def _file_state_dict(path: str) -> dict[str, Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or pickled-class files
-        raise WeightsError(
-            f"could not read resnet18 weights from {path}: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise WeightsError(damaged(path, exc, "resnet18 weights file")) from None
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
@@ -158,9 +156,7 @@ def read_weights(
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or foreign files
-        raise WeightsError(
-            f"could not read {kind} {path}: {type(exc).__name__}: {_first_line(exc)}"
-        ) from None
+        raise WeightsError(damaged(path, exc, kind)) from None
     if not isinstance(payload, Mapping) or payload.get("format") != fmt:
         found = payload.get("format") if isinstance(payload, Mapping) else type(payload).__name__
         raise WeightsError(f"{path}: not a {kind} (format {found!r}, expected {fmt!r}){hint}")
