@@ -77,6 +77,10 @@ def make_friendly_errors(
                     f"{exc}; the files written so far are whole: pass --resume to continue from the last "
                     "checkpoint"
                 ) from None
+            except KeyboardInterrupt:  # Ctrl-C outside training (loading, fine-tuning, scoring): nothing saved
+                raise InterruptedBySIGINT(
+                    "interrupted by SIGINT; no result was written (files written before are whole)"
+                ) from None
             except input_errors as exc:
                 raise CLIError(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__) from None
             except OSError as exc:  # a folder that vanished or went read-only mid-run, a full disk ...

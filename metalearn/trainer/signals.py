@@ -11,12 +11,15 @@ complete earlier checkpoint.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOPPING_NOTICE = "\n{}: stopping at the next safe point to save a checkpoint; send it again to stop at once\n"
+"""What the first stop signal prints on stderr, at once (the stop itself may wait for a task to end)."""
 
 
 class ForcedStop(KeyboardInterrupt):
@@ -42,10 +45,12 @@ class StopRequests:
         return self.received[0] if self.received else 0
 
     def record(self, signum: int, frame: Any = None) -> None:
-        """Signal handler: note the first request; raise `ForcedStop` on the next."""
+        """Signal handler: note the first request (and say so on stderr); raise `ForcedStop` on the next."""
         if self.received:
             raise ForcedStop(signum)
         self.received.append(signum)
+        with contextlib.suppress(OSError):  # os.write: no Python buffer a handler could re-enter (tqdm's)
+            os.write(2, STOPPING_NOTICE.format(signal.Signals(signum).name).encode())
 
 
 @contextlib.contextmanager

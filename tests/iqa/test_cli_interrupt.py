@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from metalearn.trainer.signals import STOPPING_NOTICE
 from tests.iqa.test_cli import SMALL_FAST, run
 
 
@@ -59,7 +60,8 @@ def test_a_signal_saves_a_checkpoint_and_resume_finishes_exactly(
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == code, stderr
-    lines = [line for line in stderr.splitlines() if line.strip() and "meta-train" not in line]
+    assert STOPPING_NOTICE.format(signum.name).strip() in stderr  # said at once, before the stop
+    lines = [line for line in stderr.splitlines() if line.strip() and "meta-train" not in line][1:]
     assert len(lines) == 1 and "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     assert signum.name in lines[0] and str(out / "checkpoint") in lines[0] and "--resume" in lines[0]
     done = torch.load(out / "checkpoint" / "checkpoint.pt", weights_only=True)["iteration"]
@@ -77,3 +79,43 @@ def test_a_signal_saves_a_checkpoint_and_resume_finishes_exactly(
     assert [int(row.split(",")[0]) for row in logged] == list(range(1, done + 3)), "metrics lost or repeated"
     a, b = weights(out), weights(tmp_path / "straight")
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed prior differs from an uninterrupted run"
+
+
+def _wait_for(predicate: object, proc: subprocess.Popen[str], what: str) -> None:
+    """Wait (generously: the machine may be loaded) until `predicate()`, the process still running."""
+    deadline = time.monotonic() + 300
+    while not predicate():  # type: ignore[operator]
+        assert proc.poll() is None, f"the process ended before {what}"
+        assert time.monotonic() < deadline, f"never saw {what}"
+        time.sleep(0.02)
+
+
+def test_a_second_sigint_stops_a_long_iteration_at_once_and_leaves_files_whole(
+    kadid_root: Path, tmp_path: Path
+) -> None:
+    """Tasks of thousands of inner steps: the first Ctrl-C (acknowledged on stderr at once) must wait for the
+    task in progress; the second stops there and then, exit 130, no traceback, every file whole."""
+    out, log = tmp_path / "run", tmp_path / "stderr.txt"
+    metrics = out / "checkpoint" / "metrics.csv"
+    long = command(kadid_root, out, 100_000, "--inner-steps", "3000", "--checkpoint-every", "1")
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            long, env=environment(tmp_path), stdout=subprocess.DEVNULL, stderr=stderr, text=True
+        )
+        try:
+            _wait_for(
+                lambda: metrics.is_file() and len(metrics.read_text().splitlines()) > 1, proc, "a logged row"
+            )
+            proc.send_signal(signal.SIGINT)
+            _wait_for(lambda: "stopping at the next safe point" in log.read_text(), proc, "the first notice")
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=300)
+        finally:
+            proc.kill()
+    text = log.read_text()
+    assert proc.returncode == 130, text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    last = [line for line in text.replace("\r", "\n").splitlines() if line.startswith("Error: ")]
+    assert len(last) == 1 and ("second SIGINT" in last[0] or "--resume" in last[0]), text
+    state = torch.load(out / "checkpoint" / "checkpoint.pt", weights_only=True)  # whole: it loads
+    assert state["iteration"] >= 1 and not list(out.rglob(".*.tmp")) and not (out / "prior.pt").exists()
