@@ -77,7 +77,9 @@ def make_friendly_errors(
                     f"{exc}; the files written so far are whole: pass --resume to continue from the last "
                     "checkpoint"
                 ) from None
-            except KeyboardInterrupt:  # Ctrl-C outside training (loading, fine-tuning, scoring): nothing saved
+            except (
+                KeyboardInterrupt
+            ):  # Ctrl-C outside training (loading, fine-tuning, scoring): nothing saved
                 raise InterruptedBySIGINT(
                     "interrupted by SIGINT; no result was written (files written before are whole)"
                 ) from None

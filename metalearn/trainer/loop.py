@@ -8,6 +8,8 @@ every algorithm, so there is nothing to plug in here.
 from __future__ import annotations
 
 import contextlib
+import functools
+import shutil
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +20,7 @@ from tqdm.auto import tqdm
 from metalearn.distributed import agreed_signal, on_main
 from metalearn.logger import TENSORBOARD_DIR, MetricsLogger
 from metalearn.runs import ResumeMismatchError, check_run_mode, open_run
-from metalearn.trainer.checkpoints import CHECKPOINT_FILE, RUN_FILE_NAMES
+from metalearn.trainer.checkpoints import CHECKPOINT_FILE, RUN_FILE_NAMES, RUN_FILES
 from metalearn.trainer.errors import DivergedError, Interrupted, StepAbandoned
 from metalearn.trainer.signals import StopRequests, stop_requests
 
@@ -58,11 +60,16 @@ def fit(
     check_run_mode(resume, overwrite)  # even without a folder: the two exclude each other
     with contextlib.ExitStack() as stack:
         stops = stack.enter_context(stop_requests())
+        fresh = []  # folders this call starts a run in (not resumed, not the trainer's own continued)
         for folder in _distinct_folders(checkpoint_dir, log_dir):  # under torchrun: rank 0's, shared
             continuing = resume or (not overwrite and folder.resolve() in trainer._run_dirs)
             stack.enter_context(
                 open_run(folder, RUN_FILE_NAMES, (TENSORBOARD_DIR,), resume=continuing, overwrite=overwrite)
             )
+            if not continuing:
+                fresh.append(folder)
+        if trainer.rank == 0:  # on the way out, first, still under the folders' locks
+            stack.push(functools.partial(_discard_if_unfinished, fresh, checkpoint_dir))
         if (
             resume
             and checkpoint_dir is not None
@@ -76,6 +83,23 @@ def fit(
                     checkpoint_dir,
                 )
         return _loop(trainer, iterations, checkpoint_dir, log_dir, callback, stops)
+
+
+def _discard_if_unfinished(
+    fresh: list[Path], checkpoint_dir: str | Path | None, error: type[BaseException] | None, *_: object
+) -> None:
+    """After a fresh run failed before its first checkpoint (a crash, a bad setting met in the first
+    iteration, a second Ctrl-C), delete the logs it wrote: with nothing to resume they would only make
+    the next run on the folder refuse it as a previous run. A run that saved a checkpoint keeps it all."""
+    if error is None or (checkpoint_dir is not None and (Path(checkpoint_dir) / CHECKPOINT_FILE).is_file()):
+        return
+    for folder in fresh:
+        for name in RUN_FILES:
+            path = folder / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.exists() or path.is_symlink():
+                path.unlink(missing_ok=True)
 
 
 def _loop(

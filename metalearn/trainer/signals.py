@@ -18,7 +18,9 @@ from collections.abc import Iterator
 from typing import Any
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-STOPPING_NOTICE = "\n{}: stopping at the next safe point to save a checkpoint; send it again to stop at once\n"
+STOPPING_NOTICE = (
+    "\n{}: stopping at the next safe point to save a checkpoint; send it again to stop at once\n"
+)
 """What the first stop signal prints on stderr, at once (the stop itself may wait for a task to end)."""
 
 

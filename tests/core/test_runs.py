@@ -21,7 +21,7 @@ from metalearn import (
 )
 from metalearn.examples.sinusoid import SinusoidSampler
 from metalearn.logger import TENSORBOARD_DIR
-from metalearn.runs import LOCK_FILE, RunFolderError, RunModeError, lock_run_dir, open_run
+from metalearn.runs import LOCK_FILE, RunFolderError, RunModeError, lock_run_dir, open_run, run_entries
 from metalearn.trainer import resolve_device
 from tests.helpers import tiny_mlp, tiny_trainer
 
@@ -317,3 +317,36 @@ def test_config_is_written_before_the_checkpoint(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(trainer_module, "save_state", logged_state)
     tiny_trainer().fit(1, checkpoint_dir=tmp_path)
     assert order.index("config.json") < order.index("checkpoint.pt")
+
+
+def _failing_from(trainer: Any, iteration: int) -> Any:
+    """`trainer` whose algorithm raises ZeroDivisionError from outer iteration `iteration` (1-based) on."""
+    step = trainer.algorithm.meta_step
+
+    def meta_step(*args: Any, **kwargs: Any) -> Any:
+        if trainer.iteration + 1 >= iteration:
+            raise ZeroDivisionError("a bug met in training")
+        return step(*args, **kwargs)
+
+    trainer.algorithm.meta_step = meta_step
+    return trainer
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing_that_blocks_a_rerun(
+    tmp_path: Path,
+) -> None:
+    logs = tmp_path / "logs"
+    with pytest.raises(ZeroDivisionError):
+        _failing_from(tiny_trainer(), 1).fit(3, checkpoint_dir=tmp_path / "run", log_dir=logs)
+    assert run_entries(tmp_path / "run") == [] and run_entries(logs) == []
+    tiny_trainer().fit(2, checkpoint_dir=tmp_path / "run", log_dir=logs)  # not refused as a previous run
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+
+
+def test_a_run_that_fails_after_a_checkpoint_keeps_it_to_resume(tmp_path: Path) -> None:
+    trainer = _failing_from(tiny_trainer(checkpoint_every=1), 3)
+    with pytest.raises(ZeroDivisionError):
+        trainer.fit(5, checkpoint_dir=tmp_path / "run")
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["iteration"] == 2
+    with pytest.raises(RunExistsError):
+        tiny_trainer().fit(5, checkpoint_dir=tmp_path / "run")
