@@ -21,15 +21,16 @@ def file_mode() -> int:
 
 
 class _Writer(io.BufferedWriter):
-    """A file that remembers the first `OSError` its writes raised: `torch.save` reports a failed write
-    (a full disk) as a `RuntimeError` of its zip writer, and this tells what really happened."""
+    """A file that remembers the first exception its writes raised: `torch.save` reports a failed write
+    (a full disk) or a stop signal met mid-write (`ForcedStop`) as a `RuntimeError` of its zip writer,
+    and this tells what really happened."""
 
-    error: OSError | None = None
+    error: BaseException | None = None
 
     def write(self, data: Any) -> int:
         try:
             return super().write(data)
-        except OSError as exc:
+        except BaseException as exc:
             self.error = self.error or exc
             raise
 
@@ -40,7 +41,8 @@ def atomic_write_bytes(path: Path, write: Any, sync: bool = True) -> None:
     The file gets the permissions a plain `open()` would give it (`file_mode`), not the temp file's 0o600.
     `sync=False` skips the fsync, for files that can be remade (caches): atomic, but not durable.
     A failed write (a full disk, a folder gone read-only or away) is an `OSError` naming `path`, whatever
-    the writer made of it, and leaves `path` as it was and no temporary file.
+    the writer made of it, and a `KeyboardInterrupt` met inside a write is raised as itself; either way
+    `path` stays as it was and no temporary file is left.
     """
     path = Path(path)
     tmp: str | None = None
@@ -59,10 +61,25 @@ def atomic_write_bytes(path: Path, write: Any, sync: bool = True) -> None:
     except BaseException as exc:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        cause = exc if isinstance(exc, OSError) else (fh.error if fh is not None else None)
-        if cause is None:
+        cause = _cause(exc, fh.error if fh is not None else None)
+        if isinstance(cause, KeyboardInterrupt) and cause is not exc:
+            raise cause from None  # a second Ctrl-C mid-write: the stop, not the zip writer's complaint
+        if not isinstance(cause, OSError):
             raise
         raise OSError(cause.errno, cause.strerror or str(cause), str(path)) from exc
+
+
+def _cause(exc: BaseException, recorded: BaseException | None) -> BaseException | None:
+    """What made a write fail: the `OSError` itself, what the file recorded, or an `OSError` or a stop
+    (`KeyboardInterrupt`) that the writer's own error was raised while handling."""
+    if isinstance(exc, OSError):
+        return exc
+    if recorded is not None:
+        return recorded
+    seen = exc.__context__
+    while seen is not None and not isinstance(seen, OSError | KeyboardInterrupt):
+        seen = seen.__context__
+    return seen
 
 
 def atomic_write_text(path: Path, text: str) -> None:

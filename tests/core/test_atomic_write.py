@@ -54,3 +54,30 @@ def test_a_writer_bug_that_is_not_io_propagates_unchanged(tmp_path: Path) -> Non
     with pytest.raises(KeyError):
         atomic_write_bytes(tmp_path / "x.pt", broken)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stop_signal_met_inside_torch_save_is_raised_as_itself(tmp_path: Path) -> None:
+    """A second Ctrl-C lands in a write of `torch.save`: its zip writer then fails with its own error;
+    what must reach the CLI is the stop (exit 130), with the previous checkpoint whole and no temp file."""
+    from metalearn.trainer.signals import ForcedStop
+
+    target = tmp_path / "checkpoint.pt"
+    target.write_bytes(b"the previous checkpoint")
+    calls = {"n": 0}
+
+    def save(fh: _Writer) -> None:
+        real = fh.write
+
+        def write(data: object) -> int:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise ForcedStop(signal.SIGINT)
+            return real(data)
+
+        fh.write = write  # type: ignore[method-assign]
+        torch.save({"w": torch.zeros(1000), "b": torch.ones(1000)}, fh)
+
+    with pytest.raises(ForcedStop):
+        atomic_write_bytes(target, save)
+    assert target.read_bytes() == b"the previous checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]

@@ -45,7 +45,7 @@ def assert_one_line_error(result: Result, *fragments: str) -> str:
     """Exit code 2, a single `Error: ...` line naming the problem, no traceback."""
     assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
     assert isinstance(result.exception, SystemExit)
-    lines = [line for line in result.output.splitlines() if line.strip()]
+    lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith("note: ")]
     assert len(lines) == 1, result.output
     assert lines[0].startswith("Error: ") and "Traceback" not in result.output
     for fragment in fragments:

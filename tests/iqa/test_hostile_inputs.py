@@ -191,3 +191,12 @@ def test_finetune_and_saliency_on_a_full_disk_name_their_file(
     assert result.exit_code == 2, result.output
     assert "maps/x_png_gradient.png" in result.output and "File too large" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_crop_larger_than_every_image_is_said_not_silent(kadid_root: Path) -> None:
+    """The 8x10 fixture images under a 32-pixel crop: upscaled (what the tests rely on), and said so."""
+    result = run("iqa", "train", "--dataset", "kadid10k", "--root", str(kadid_root), *SMALL_FAST,
+                 "--iterations", "1", "--out", "run")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    note = "note: --train-crop 32 is larger than every image (the largest is 8 px on its shorter side)"
+    assert note in result.output

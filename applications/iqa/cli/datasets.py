@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import click
+
 from metalearn.distributed import local_main_first
 from metalearn_iqa.cli.errors import CLIError
 from metalearn_iqa.data.records import DatasetError, IQARecord
@@ -49,6 +51,25 @@ def load_many(names: tuple[str, ...], roots: tuple[str, ...], option: str = "--d
             part = [_offset_type(r, 100 * i) for r in part]
         records.extend(part)
     return records
+
+
+def note_if_upscaled(records: list[IQARecord], crop: int, option: str = "--train-crop") -> None:
+    """One `note:` line on stderr when `crop` is larger than every image (each is then upscaled to it,
+    rarely what was meant). Reads headers only, and only until one image is large enough."""
+    from metalearn_iqa.images.decode import image_shape
+
+    largest = 0
+    for record in records:
+        side = min(image_shape(record.path))
+        if side >= crop:
+            return
+        largest = max(largest, side)
+    if records:
+        click.echo(
+            f"note: {option} {crop} is larger than every image (the largest is {largest} px on its shorter "
+            "side): images are upscaled to it",
+            err=True,
+        )
 
 
 def _offset_type(record: IQARecord, offset: int) -> IQARecord:

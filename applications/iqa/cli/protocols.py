@@ -9,7 +9,7 @@ import click
 from metalearn.cli.torchrun import torchrun_command
 from metalearn.cli.types import POSITIVE, DistinctInts
 from metalearn.runs import check_run_mode, lock_run_dir
-from metalearn_iqa.cli.datasets import load, load_many
+from metalearn_iqa.cli.datasets import load, load_many, note_if_upscaled
 from metalearn_iqa.cli.errors import CLIError, friendly_errors
 from metalearn_iqa.cli.files import writable_folder
 from metalearn_iqa.cli.options import DATASET_OPTION, OVERWRITE_OPTION, ROOT_OPTION, ViewOptions, view_options
@@ -74,6 +74,7 @@ def lodo(
     writable_folder(out_dir, "--out")
     with lock_run_dir(out_dir):  # a second command on this folder fails at once
         records, store = load(dataset, root), loader.store()
+        note_if_upscaled(records, prior_config.task.crop)
         result = run_lodo(records, config, out_dir, resume=resume, overwrite=overwrite, store=store)
     click.echo(result["table"])
     click.echo(f"results -> {out_dir}")
@@ -154,6 +155,7 @@ def cross(
             model = load_prior(prior_path)
         else:
             records = load_many(prior_datasets or ("synthetic",), prior_roots, "--prior-dataset")
+            note_if_upscaled(records, config.task.crop)
             model, _ = train_prior(
                 config, records, out_dir / "prior", resume=resume, overwrite=overwrite, store=store
             )

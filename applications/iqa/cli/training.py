@@ -11,7 +11,7 @@ from metalearn.cli.torchrun import torchrun_command
 from metalearn.cli.types import MAX_BATCH, POSITIVE, DistinctInts
 from metalearn.distributed import on_main
 from metalearn.runs import check_run_mode
-from metalearn_iqa.cli.datasets import load, load_many
+from metalearn_iqa.cli.datasets import load, load_many, note_if_upscaled
 from metalearn_iqa.cli.errors import CLIError, friendly_errors
 from metalearn_iqa.cli.files import writable_file, writable_folder
 from metalearn_iqa.cli.options import (
@@ -77,6 +77,7 @@ def train(
     )
     excluded = set(exclude_types or ())
     records = [r for r in load_many(datasets, roots) if r.distortion not in excluded]
+    note_if_upscaled(records, config.task.crop)
     train_prior(
         config,
         records,
@@ -135,6 +136,7 @@ def finetune(
     writable_file(Path(out), "--out")
     prior = load_prior(checkpoint) if checkpoint else model_from_backbone(str(init), seed)
     records = load(dataset, root)
+    note_if_upscaled(records, train_crop)
     config = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, crop=train_crop, seed=seed)
     tuned = run_finetune(prior, records, config)
     save_model(tuned, prior.config, out)  # type: ignore[arg-type]
