@@ -333,7 +333,7 @@ def test_imagenet_by_default_offline_is_a_one_line_error(
                 "--target-root", str(kadid_root)]  # fmt: skip
     result = run("iqa", command, *data, *TRAIN_FAST)
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
+    lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith("note: ")]
     errors = [line for line in lines if line.startswith("Error: ")]
     assert len(errors) == 1 and "Traceback" not in result.output
     assert "--weights PATH" in errors[0] and "--no-pretrained" in errors[0]
