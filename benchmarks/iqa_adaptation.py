@@ -47,7 +47,7 @@ from metalearn_iqa.demo import DemoConfig, split_contents
 from metalearn_iqa.images import ImageStore
 from metalearn_iqa.inference import EvalConfig, predict_records
 from metalearn_iqa.metrics import srocc
-from metalearn_iqa.model import build_model
+from metalearn_iqa.model import IQANet, build_model
 from metalearn_iqa.prior import make_trainer
 from metalearn_iqa.protocols.report import write_report
 
@@ -93,9 +93,13 @@ def train_priors(plan: Plan, train: list, seed: int, store: ImageStore) -> tuple
     """Every prior of the plan for one seed, and how each was trained (passes, updates, seconds)."""
     demo = plan.demo
     algorithms = tuple(p for p in plan.priors if p in TRAINED)
-    configs = dataclasses.replace(demo, algorithms=algorithms).priors(seed, len(train), plan.rates) if algorithms else {}
+    configs = (
+        dataclasses.replace(demo, algorithms=algorithms).priors(seed, len(train), plan.rates)
+        if algorithms
+        else {}
+    )
     torch.manual_seed(seed)
-    start = build_model(demo.model)  # what make_trainer builds for this seed: the common initialisation
+    start = build_model(demo.model)  # what make_trainer builds for this seed: the common start
     info: dict[str, dict[str, Any]] = {}
     if plan.warm_start_epochs > 0:
         warm = dataclasses.replace(
@@ -105,6 +109,7 @@ def train_priors(plan: Plan, train: list, seed: int, store: ImageStore) -> tuple
         trainer = make_trainer(warm, train, store, model=copy.deepcopy(start))
         trainer.config.progress = False
         trainer.fit(warm.total_iterations(len(train)))
+        assert isinstance(trainer.model, IQANet)
         start = trainer.model
         info["warm-start"] = {"passes": warm.passes(len(train)), "cpu_seconds": time.process_time() - t0}
     priors: dict[str, Any] = {}
@@ -189,11 +194,13 @@ def report(plan: Plan, per_seed: list[dict[str, Any]]) -> tuple[dict[str, Any], 
         }
     lines = ["| prior | passes | outer updates | seen types (held-out contents) |", "|---|---|---|---|"]
     for prior, r in results.items():
-        seen = "n/a" if r["seen_srocc"] is None else f"{r['seen_srocc']:.3f} ± {r['seen_srocc_ci95']:.3f}"
-        lines.append(f"| {prior} | {r['passes']} | {r['updates'] or '-'} | {seen} |")
+        cell = "n/a" if r["seen_srocc"] is None else f"{r['seen_srocc']:.3f} ± {r['seen_srocc_ci95']:.3f}"
+        lines.append(f"| {prior} | {r['passes']} | {r['updates'] or '-'} | {cell} |")
     text = "\n".join(lines)
     if "metaiqa" in plan.priors and "baseline" in plan.priors:
-        difference = paired(results["metaiqa"]["seen_srocc_per_seed"], results["baseline"]["seen_srocc_per_seed"])
+        difference = paired(
+            results["metaiqa"]["seen_srocc_per_seed"], results["baseline"]["seen_srocc_per_seed"]
+        )
         text += (
             f"\n\nseen types, metaiqa - baseline: {difference.mean:+.3f} ± {difference.ci95:.3f} "
             f"({verdict(difference, 'metaiqa', 'baseline')})"
@@ -212,10 +219,14 @@ def report(plan: Plan, per_seed: list[dict[str, Any]]) -> tuple[dict[str, Any], 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--priors", nargs="+", default=["metaiqa", "baseline", "scratch"])
-    parser.add_argument("--epochs", type=float, default=6.0, help="Each trained prior's budget (epochs of passes).")
+    parser.add_argument(
+        "--epochs", type=float, default=6.0, help="Each trained prior's budget (epochs of passes)."
+    )
     parser.add_argument("--warm-start-epochs", type=float, default=0.0, help="Shared plain start (0: none).")
     parser.add_argument("--held-out", type=int, nargs="+", default=[3, 10, 13])
     parser.add_argument("--shots", type=int, nargs="+", default=[0, 5, 10, 20, 40])
@@ -224,7 +235,9 @@ def main() -> None:
     parser.add_argument("--inner-steps", type=int, default=1)
     parser.add_argument("--tasks-per-batch", type=int, default=1)
     parser.add_argument("--outer-lr", type=float, default=1e-3, help="The meta-learners' outer Adam rate.")
-    parser.add_argument("--baseline-lr", type=float, default=1e-3, help="As the demo's validation search chose.")
+    parser.add_argument(
+        "--baseline-lr", type=float, default=1e-3, help="As the demo's validation search chose."
+    )
     parser.add_argument("--jobs", type=int, default=2, help="Seeds run at once (one thread each).")
     parser.add_argument("--out", type=Path, default=Path("runs/iqa-adaptation"))
     args = parser.parse_args()

@@ -47,8 +47,8 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> list[IQARecord]:
 
 def _split(records: list[IQARecord]) -> tuple[dict[int, list[IQARecord]], dict[int, list[IQARecord]]]:
     """Contents 0-5 adapt, 6-7 test, per type."""
-    adapt = {k: [r for r in records if r.distortion == k and int(r.reference[1:]) < 6] for k in TYPES}
-    test = {k: [r for r in records if r.distortion == k and int(r.reference[1:]) >= 6] for k in TYPES}
+    adapt = {k: [r for r in records if r.distortion == k and int(str(r.reference)[1:]) < 6] for k in TYPES}
+    test = {k: [r for r in records if r.distortion == k and int(str(r.reference)[1:]) >= 6] for k in TYPES}
     return adapt, test
 
 
@@ -105,7 +105,7 @@ def test_every_prior_sees_the_same_nested_images_from_contents_apart_from_test_a
     seen: list[tuple[int, list[str], float, int]] = []
     real = adaptation._finetuned
 
-    def spy(model, images, lr, config, seed, store):  # type: ignore[no-untyped-def]
+    def spy(model, images, lr, config, seed, store):
         seen.append((id(model), [r.path for r in images], lr, seed))
         return real(model, images, lr, config, seed, store)
 
@@ -113,7 +113,7 @@ def test_every_prior_sees_the_same_nested_images_from_contents_apart_from_test_a
     validations: list[list[IQARecord]] = []  # per held-out type, in order
     real_pool = adaptation._labelled_pool
 
-    def pool_spy(*args):  # type: ignore[no-untyped-def]
+    def pool_spy(*args):
         pool, validation = real_pool(*args)
         validations.append(validation)
         return pool, validation
@@ -166,16 +166,15 @@ def test_budget_is_the_same_steps_whatever_n(
 ) -> None:
     adapt, test = _split(records)
     steps: list[tuple[int, int]] = []
-    real_adam = torch.optim.Adam
 
-    class CountingAdam(real_adam):  # type: ignore[misc, valid-type]
-        def step(self, closure=None):  # type: ignore[no-untyped-def]
+    class CountingAdam(torch.optim.Adam):
+        def step(self, closure=None):
             steps[-1] = (steps[-1][0], steps[-1][1] + 1)
             return super().step(closure)
 
     real = adaptation._finetuned
 
-    def spy(model, images, lr, config, seed, store):  # type: ignore[no-untyped-def]
+    def spy(model, images, lr, config, seed, store):
         steps.append((len(images), 0))
         return real(model, images, lr, config, seed, store)
 
