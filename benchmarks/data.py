@@ -26,9 +26,10 @@ from PIL import Image
 
 from metalearn import mse_loss
 from metalearn_iqa.data.records import IQARecord
-from metalearn_iqa.images import ImageStore
-from metalearn_iqa.model import ModelConfig, build_model
-from metalearn_iqa.tasks import DistortionTaskSampler, TaskConfig
+from metalearn_iqa.images.store import ImageStore
+from metalearn_iqa.model.network import ModelConfig
+from metalearn_iqa.model.weights import build_model
+from metalearn_iqa.training.tasks import DistortionTaskSampler, TaskConfig
 
 GPU_STEP_MS = 2.7
 GPU_SOURCE = (

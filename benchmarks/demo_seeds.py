@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from metalearn_iqa.demo import DemoConfig, run_demo
+from metalearn_iqa.protocols.demo import run_demo
+from metalearn_iqa.protocols.heldout import DemoConfig
 
 
 def main() -> None:

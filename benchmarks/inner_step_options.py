@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-from metalearn_iqa.model import IQANet, ModelConfig
+from metalearn_iqa.model.network import IQANet, ModelConfig
 
 
 def variant(args: argparse.Namespace, adam: dict, channels_last: bool, compiled: bool) -> Callable[[], None]:

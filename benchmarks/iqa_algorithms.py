@@ -1,7 +1,7 @@
 """Meta-algorithms side by side on the synthetic IQA problem: cost per forward+backward pass.
 
 Every algorithm trains the same network on the same training types with the demo's settings
-(`metalearn_iqa.demo.DemoConfig`; `--backbone resnet18` swaps in the paper's network). Reported: median
+(`metalearn_iqa.protocols.heldout.DemoConfig`; `--backbone resnet18` swaps in the paper's network). Reported: median
 seconds per outer iteration, the passes one iteration spends (`PriorConfig.passes_per_iteration`), seconds per
 pass, and that as a ratio to the plain baseline's pass (one Adam step per batch), all measured in this run.
 A ratio above 1 is the algorithm's own overhead (copies, inner optimizers, second-order terms). The
@@ -23,10 +23,10 @@ import torch
 
 from metalearn.algorithms import ALGORITHMS
 from metalearn_iqa.data.synthetic import default_root, load_synthetic
-from metalearn_iqa.demo import DemoConfig, split_contents
-from metalearn_iqa.images import ImageStore
-from metalearn_iqa.model import ModelConfig
-from metalearn_iqa.prior import make_trainer
+from metalearn_iqa.images.store import ImageStore
+from metalearn_iqa.model.network import ModelConfig
+from metalearn_iqa.protocols.heldout import DemoConfig, split_contents
+from metalearn_iqa.training.prior import make_trainer
 
 DEFAULT_ALGORITHMS = ["metaiqa", "maml", "fomaml", "reptile", "baseline", "pooled-baseline"]
 """The first-party algorithms (the learn2learn ones need the extra: name them to include them)."""

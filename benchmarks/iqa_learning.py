@@ -20,12 +20,14 @@ import torch
 
 from metalearn import MetaTrainer, TrainerConfig, mse_loss
 from metalearn.algorithms import MAML, MetaAlgorithm, MetaIQA, Reptile
+from metalearn_iqa.data.splits import split_by_reference
 from metalearn_iqa.data.synthetic import load_synthetic
-from metalearn_iqa.images import ImageStore
-from metalearn_iqa.inference import predict_records
-from metalearn_iqa.metrics import srocc
-from metalearn_iqa.model import ModelConfig, build_model
-from metalearn_iqa.tasks import CropBatches, DistortionTaskSampler, TaskConfig, split_by_reference
+from metalearn_iqa.evaluation.metrics import srocc
+from metalearn_iqa.evaluation.predict import predict_records
+from metalearn_iqa.images.store import ImageStore
+from metalearn_iqa.model.network import ModelConfig
+from metalearn_iqa.model.weights import build_model
+from metalearn_iqa.training.tasks import CropBatches, DistortionTaskSampler, TaskConfig
 
 HELD_OUT = (3, 10, 13)
 

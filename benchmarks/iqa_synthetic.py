@@ -2,7 +2,7 @@
 
 A Table-4-style comparison (the paper's ablation: the same network and fine-tuning, priors learned by
 different algorithms) on held-out distortion types over seeds, at equal forward/backward passes, with the
-demo's protocol (`metalearn_iqa.demo`) and a longer budget. Every prior's learning rate (the baseline's
+demo's protocol (`metalearn_iqa.protocols.demo`) and a longer budget. Every prior's learning rate (the baseline's
 Adam rate, a meta-learner's outer rate) is chosen among `--rates` on a validation split of the training
 contents, never on the test contents. About an hour on 2 CPU cores with the defaults; resumable (finished
 priors are reused).
@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from metalearn_iqa.demo import DemoConfig, run_demo
+from metalearn_iqa.protocols.demo import run_demo
+from metalearn_iqa.protocols.heldout import DemoConfig
 
 
 def main() -> None:

@@ -23,9 +23,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from metalearn_iqa.images import normalise, read_image
-from metalearn_iqa.inference import EvalConfig, predict_records, scoring_views
-from metalearn_iqa.model import ModelConfig, build_model
+from metalearn_iqa.evaluation.predict import EvalConfig, predict_records, scoring_views
+from metalearn_iqa.images.decode import read_image
+from metalearn_iqa.images.transforms import normalise
+from metalearn_iqa.model.network import ModelConfig
+from metalearn_iqa.model.weights import build_model
 
 
 def make_photos(root: Path, n: int, sizes: list[tuple[int, int]]) -> list[str]:

@@ -34,24 +34,25 @@ import torch
 
 from metalearn.runs import settings_diff
 from metalearn_iqa.data.synthetic import default_root, load_synthetic
-from metalearn_iqa.demo import (
+from metalearn_iqa.evaluation.predict import EvalConfig, evaluate_records
+from metalearn_iqa.images.store import ImageStore
+from metalearn_iqa.model.network import IQANet
+from metalearn_iqa.protocols.heldout import (
     DemoConfig,
     Split,
-    _defined,
-    _prior,
-    _type_name,
     choose_rates,
     evaluate_prior,
+    nan_if_undefined,
     split_contents,
+    train_or_reuse,
+    type_name,
 )
-from metalearn_iqa.images import ImageStore
-from metalearn_iqa.inference import EvalConfig, evaluate_records, finetune
-from metalearn_iqa.model import IQANet
 from metalearn_iqa.protocols.report import markdown_table, mean_std, write_report
 from metalearn_iqa.qpt.backbone import model_from_backbone
 from metalearn_iqa.qpt.data import BatchConfig, load_images
 from metalearn_iqa.qpt.degradations import ALL_TYPES, DegradationConfig, space_size
 from metalearn_iqa.qpt.pretrain import BACKBONE_FILE, QPTConfig, pretrain
+from metalearn_iqa.training.finetune import finetune
 
 METHODS = ("scratch", "qpt", "baseline", "metaiqa", "qpt+metaiqa")
 HEADLESS = ("scratch", "qpt")
@@ -79,7 +80,7 @@ def finetuned_only(
     """The held-out-type half of `demo.evaluate_prior` (same fine-tuning config), for headless models."""
     ft = config.finetune_config(seed)
     tuned = {
-        kind: _defined(
+        kind: nan_if_undefined(
             evaluate_records(finetune(model, split.adapt[kind], ft, store), test, EvalConfig(), store)[0][
                 "srocc"
             ]
@@ -123,7 +124,9 @@ def run_seed(
             torch.manual_seed(seed)
             model = IQANet(config.model)
         elif method in ("baseline", "metaiqa"):
-            model = _prior(priors[method], split.train, folder / f"prior-{method}", store, True, False)
+            model = train_or_reuse(
+                priors[method], split.train, folder / f"prior-{method}", store, True, False
+            )
         elif method == "qpt":
             qpt = qpt_config(config, seed, qpt_iterations)
             backbone = folder / "qpt" / BACKBONE_FILE
@@ -135,7 +138,7 @@ def run_seed(
             model = model_from_backbone(backbone, seed)
         else:
             meta = dataclasses.replace(priors["metaiqa"], init=str(folder / "qpt" / BACKBONE_FILE))
-            model = _prior(meta, split.train, folder / "prior-qpt-metaiqa", store, True, False)
+            model = train_or_reuse(meta, split.train, folder / "prior-qpt-metaiqa", store, True, False)
         train_s = time.perf_counter() - t0
         if method in HEADLESS:
             result = finetuned_only(model, split, config, seed, store)
@@ -236,7 +239,7 @@ def render(
         for m, s in summary.items()
     ]
     header = ["init", "pre-training", "seen types (held-out contents)", "held-out types, fine-tuned"]
-    header += [f"{k} {_type_name(k)}" for k in held_out] + ["prior s", "seeds"]
+    header += [f"{k} {type_name(k)}" for k in held_out] + ["prior s", "seeds"]
     lines = [
         f"SROCC, mean ± std over seeds {seeds}; per-type columns: fine-tuned, mean over seeds; n/a: no "
         "trained quality head before fine-tuning; prior s: seconds to make the initialisation, per seed."

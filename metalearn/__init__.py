@@ -6,8 +6,9 @@ The public names below are imported on first use (PEP 562), so that `import meta
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from metalearn.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from metalearn.algorithms import (
@@ -43,8 +44,6 @@ _EXPORTS = {
     "metalearn.task": ("Task", "TaskError"),
     "metalearn.trainer": ("DivergedError", "Interrupted", "MetaTrainer", "TrainerConfig", "mse_loss"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-
 __all__ = [
     "ALGORITHMS",
     "DivergedError",
@@ -68,17 +67,4 @@ __all__ = [
     "mse_loss",
     "register_algorithm",
 ]
-assert sorted(__all__) == sorted(_MODULE_OF), "__all__ and _EXPORTS must name the same things"
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'metalearn' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

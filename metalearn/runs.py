@@ -1,4 +1,8 @@
-"""Run folders: one run per folder, locked while it trains, never silently replaced or mixed with another."""
+"""Run folders: one run per folder, locked while it trains, never silently replaced or mixed with another.
+
+`open_run` is the protocol every run follows (the trainer, an application's run that wraps it, a CLI):
+create the folder, lock it, refuse a previous run unless it is resumed or overwritten, then write.
+"""
 
 from __future__ import annotations
 
@@ -47,9 +51,48 @@ class ResumeMismatchError(RunFolderError):
     """A resumed run's settings or budget disagree with the checkpoint's."""
 
 
+class RunModeError(ValueError):
+    """Both resuming and overwriting a run were asked for."""
+
+
+def check_run_mode(resume: bool, overwrite: bool) -> None:
+    """`RunModeError` when `resume` and `overwrite` are both set (a CLI calls it before loading any data)."""
+    if resume and overwrite:
+        raise RunModeError("resume and overwrite exclude each other: continue the run or replace it")
+
+
+@contextlib.contextmanager
+def open_run(
+    directory: str | Path,
+    files: Collection[str] = (),
+    folders: Collection[str] = (),
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> Iterator[Path]:
+    """Open `directory` for a run that writes `files` and `folders` into it; yield its path.
+
+    The folder is created and locked until the block ends (`RunLockedError` while another process holds
+    it; temporary files that killed writes left are deleted). A folder holding anything is refused
+    (`RunExistsError`) unless `resume` continues the run in it or `overwrite` deletes the previous run's
+    `files` and `folders` first; a file no run wrote is never deleted, and a folder where the run writes
+    one of its `files` is refused at once. `resume` with `overwrite` is a `RunModeError`.
+
+    Under `torchrun` every rank opens the run: rank 0 does the file work, the others share its outcome.
+    """
+    check_run_mode(resume, overwrite)
+    path = Path(directory)
+    with lock_run_dir(path):
+        claim_run_dir(path, (*files, *folders), resume=resume, overwrite=overwrite, files=files)
+        yield path
+
+
 @contextlib.contextmanager
 def lock_run_dir(directory: str | Path) -> Iterator[Path]:
     """Hold an exclusive `flock` on `<directory>/.lock` (creating the folder) until the block ends.
+
+    `open_run` locks and claims a run's folder; lock a folder alone where it holds runs of its own (each
+    opened by `open_run`), so that a second command on the same folder fails at once.
 
     The kernel drops the lock when its holder dies, so a killed run never blocks the next one; the
     temporary files its killed writes left in the folder are deleted once the lock is held. The lock

@@ -6,6 +6,7 @@ they are built, so the core works without the optional extra.
 
 from __future__ import annotations
 
+from metalearn.algorithms.anil import ANIL
 from metalearn.algorithms.base import (
     ALGORITHM_PREFIX,
     LossFn,
@@ -17,13 +18,16 @@ from metalearn.algorithms.base import (
 from metalearn.algorithms.l2l import L2LMAML, L2LMetaSGD
 from metalearn.algorithms.maml import FOMAML, MAML
 from metalearn.algorithms.metaiqa import BilevelAdam, MetaIQA
+from metalearn.algorithms.metasgd import MetaSGD
 from metalearn.algorithms.pretrain import Plain, Pretrain
+from metalearn.algorithms.protonet import ProtoNet, PrototypeClassifier
 from metalearn.algorithms.registry import ALGORITHMS, algorithm_class, get_algorithm, register_algorithm
 from metalearn.algorithms.reptile import Reptile
 
 __all__ = [
     "ALGORITHMS",
     "ALGORITHM_PREFIX",
+    "ANIL",
     "FOMAML",
     "L2LMAML",
     "MAML",
@@ -33,8 +37,11 @@ __all__ = [
     "MetaAlgorithm",
     "MetaIQA",
     "MetaResult",
+    "MetaSGD",
     "Plain",
     "Pretrain",
+    "ProtoNet",
+    "PrototypeClassifier",
     "Reptile",
     "algorithm_class",
     "algorithm_key",

@@ -8,6 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -113,17 +114,17 @@ def make_optimizer(
 
 def train_steps(
     model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator[Batch], loss_fn: LossFn, steps: int
-) -> list[float]:
-    """Plain first-order training: `steps` optimizer steps, one batch each; returns the losses seen."""
-    losses = []
+) -> Tensor:
+    """Plain first-order training: `steps` optimizer steps, one batch each; returns the last loss, detached
+    (no `.item()` per step: on a GPU each would wait for the device)."""
+    loss = torch.tensor(float("nan"))
     for _ in range(steps):
         inputs, targets = next(batches)
         loss = loss_fn(model(inputs), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(loss.item())
-    return losses
+    return loss.detach()
 
 
 class ScratchCopy:
@@ -166,6 +167,16 @@ class MetaAlgorithm(ABC):
     name: str = "algorithm"
     creates_parameters_lazily: bool = False
     """True when `extra_parameters()` stays empty until the first `meta_step` (e.g. Meta-SGD's rates)."""
+    needs_class_labels: ClassVar[bool] = False
+    """True when the algorithm applies to classification only (ProtoNets): integer targets, logits out.
+    It refuses other targets at its first task; an application that regresses can refuse it up front."""
+
+    @property
+    def carries_state_between_tasks(self) -> bool:
+        """True when `meta_step` changes state of the algorithm's that the next task sees (MetaIQA's kept
+        inner Adam, a momentum queue). The trainer then never abandons a step half-way (it could not put
+        that state back); otherwise a stop request may cut a long step short between two tasks."""
+        return False
 
     def meta_gradient(self, model: nn.Module, task: Task, loss_fn: LossFn) -> dict[str, Tensor]:
         """The task's meta-gradient, keyed by parameter name; the model is left unchanged."""
@@ -226,6 +237,26 @@ def hyper_parameter_names(algorithm: type[MetaAlgorithm]) -> list[str]:
     ]
 
 
+def adapted_copy(model: nn.Module) -> nn.Module:
+    """The copy `adapt` fine-tunes and returns: a deep copy that keeps the model's mode, layer by layer.
+
+    A model in training mode adapts and predicts with batch statistics (transductive BatchNorm, as MAML's
+    reference code), updating the copy's running statistics; in evaluation mode it uses and keeps the running
+    statistics. The caller chooses with `model.train()` / `model.eval()` before `adapt`.
+    """
+    return copy.deepcopy(model)  # deepcopy carries every module's `training` flag
+
+
+def check_class_labels(targets: Tensor, algorithm: str) -> None:
+    """Refuse targets that are not integer class labels (a regression workload) with a one-line error."""
+    if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:
+        raise ValueError(
+            f"{algorithm} needs integer class labels (a classification task), got {targets.dtype} targets"
+        )
+    if targets.dim() != 1:
+        raise ValueError(f"{algorithm} needs class labels of shape [batch], got {list(targets.shape)}")
+
+
 def first_order_adapt(
     model: nn.Module,
     data: TaskData,
@@ -235,15 +266,17 @@ def first_order_adapt(
     lr: float,
     betas: tuple[float, float] = (0.9, 0.999),
 ) -> nn.Module:
-    """Fine-tune a deep copy of `model` on `data` with a fresh first-order optimizer."""
-    adapted = copy.deepcopy(model)
-    adapted.train()
+    """Fine-tune a deep copy of `model` on `data` with a fresh first-order optimizer.
+
+    The copy keeps the model's mode, layer by layer (see `adapted_copy`).
+    """
+    adapted = adapted_copy(model)
     opt = make_optimizer(optimizer, adapted.parameters(), lr, betas)
     train_steps(adapted, opt, cycle_batches(data, "adaptation data", model_device(model)), loss_fn, steps)
     return adapted
 
 
-def loss_gradients(loss: Tensor, params: list[nn.Parameter]) -> list[Tensor]:
+def loss_gradients(loss: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
     """Gradients of `loss` w.r.t. `params` without touching `.grad` (zeros for unused parameters)."""
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     return [g.detach() if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)]

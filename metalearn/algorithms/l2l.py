@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import warnings
 from collections.abc import Iterable
@@ -18,6 +17,7 @@ from metalearn.algorithms.base import (
     LossFn,
     MetaAlgorithm,
     MetaResult,
+    adapted_copy,
     algorithm_key,
     check_inner_steps,
     first_order_adapt,
@@ -168,8 +168,7 @@ class L2LMetaSGD(L2LMAML):
         rates = list(self.extra_parameters().values())
         if not rates:
             return first_order_adapt(model, data, loss_fn, steps, "sgd", self.inner_lr)
-        adapted = copy.deepcopy(model)
-        adapted.train()
+        adapted = adapted_copy(model)  # the model's mode kept
         batches = cycle_batches(data, "adaptation data", model_device(model))
         params = list(adapted.parameters())
         for _ in range(steps):

@@ -71,6 +71,10 @@ class MetaIQA(MetaAlgorithm):
         self._optimizer: torch.optim.Optimizer | None = None
         self._pending_state: dict | None = None  # inner Adam state restored from a checkpoint
 
+    @property
+    def carries_state_between_tasks(self) -> bool:
+        return not self.reset_inner_state  # the one inner Adam state the tasks share
+
     def _inner_optimizer(self, fast: nn.Module) -> torch.optim.Optimizer:
         params = list(fast.parameters())
         optimizer = self._optimizer

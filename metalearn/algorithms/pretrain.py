@@ -13,6 +13,7 @@ from metalearn.algorithms.base import (
     LossFn,
     MetaAlgorithm,
     MetaResult,
+    as_betas,
     check_optimizer_name,
     first_order_adapt,
     loss_gradients,
@@ -32,8 +33,8 @@ class Pretrain(MetaAlgorithm):
     Section 5.1; MetaIQA's Table 4 ablation): the 'meta-gradient' is the ordinary loss gradient on the task's
     support and query data together, so a meta-batch is one optimizer step on the pooled tasks.
 
-    Arguments: `adapt_lr`, `adapt_steps`, `adapt_optimizer` (`"sgd"` or `"adam"`) set `adapt`'s
-    fine-tuning, like the meta-learners' fine-tuning; training itself has no inner loop.
+    Arguments: `adapt_lr`, `adapt_steps`, `adapt_optimizer` (`"sgd"` or `"adam"`) and `adapt_betas` (Adam's)
+    set `adapt`'s fine-tuning, like the meta-learners' fine-tuning; training itself has no inner loop.
 
     Example:
 
@@ -45,9 +46,11 @@ class Pretrain(MetaAlgorithm):
     adapt_lr: float = 0.01
     adapt_steps: int = 10
     adapt_optimizer: str = "sgd"
+    adapt_betas: tuple[float, float] = (0.9, 0.999)
 
     def __post_init__(self) -> None:
         check_optimizer_name(self.adapt_optimizer)
+        self.adapt_betas = as_betas(self.adapt_betas)
 
     def passes_per_task(self, batches: int) -> int:
         return 2 * batches if self.uses_query else batches  # every batch of the pooled sets, once
@@ -57,20 +60,22 @@ class Pretrain(MetaAlgorithm):
         params = named_trainable(model)
         batches = concat_data(task.support, task.query) if self.uses_query else concat_data(task.support)
         with preserved_buffers(model):
-            total = 0.0
+            total = torch.zeros((), device=device)
             grads = [torch.zeros_like(p) for _, p in params]
             for inputs, targets in batches:
                 loss = loss_fn(model(inputs.to(device)), targets.to(device)) / len(batches)
                 step = loss_gradients(loss, [p for _, p in params])
                 grads = [a + b for a, b in zip(grads, step)]
-                total += loss.item()
+                total = total + loss.detach()  # summed on the device: no sync per batch
             buffers = snapshot_buffers(model)
         gradient = {name: g for (name, _), g in zip(params, grads)}
-        return MetaResult(gradient=gradient, loss=total, buffers=buffers)
+        return MetaResult(gradient=gradient, loss=total.item(), buffers=buffers)
 
     def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:
         steps = self.adapt_steps if steps is None else steps
-        return first_order_adapt(model, data, loss_fn, steps, self.adapt_optimizer, self.adapt_lr)
+        return first_order_adapt(
+            model, data, loss_fn, steps, self.adapt_optimizer, self.adapt_lr, self.adapt_betas
+        )
 
 
 @register_algorithm("baseline")

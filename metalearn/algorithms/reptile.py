@@ -11,6 +11,7 @@ from metalearn.algorithms.base import (
     MetaAlgorithm,
     MetaResult,
     ScratchCopy,
+    as_betas,
     check_inner_steps,
     check_optimizer_name,
     displacement,
@@ -34,8 +35,8 @@ class Reptile(MetaAlgorithm):
     Batches are drawn lazily, one per step: streamed sets cost `inner_steps` batches, not all of them.
     With an outer SGD of learning rate epsilon this is exactly Reptile's theta += epsilon * (phi - theta).
 
-    Arguments: `inner_lr`, `inner_steps` (at least 1) and `inner_optimizer` (`"sgd"` or `"adam"`) of the
-    inner loop, which `adapt` reuses for fine-tuning.
+    Arguments: `inner_lr`, `inner_steps` (at least 1), `inner_optimizer` (`"sgd"` or `"adam"`) and `betas`
+    (Adam's) of the inner loop, which `adapt` reuses for fine-tuning.
 
     Example:
 
@@ -47,10 +48,12 @@ class Reptile(MetaAlgorithm):
     inner_lr: float = 0.01
     inner_steps: int = 5
     inner_optimizer: str = "sgd"
+    betas: tuple[float, float] = (0.9, 0.999)
 
     def __post_init__(self) -> None:
         check_inner_steps(self.inner_steps, "Reptile")
         check_optimizer_name(self.inner_optimizer)
+        self.betas = as_betas(self.betas)
         self._scratch = ScratchCopy()
 
     def passes_per_task(self, batches: int) -> int:
@@ -58,13 +61,15 @@ class Reptile(MetaAlgorithm):
 
     def meta_step(self, model: nn.Module, task: Task, loss_fn: LossFn) -> MetaResult:
         fast = self._scratch.load(model)
-        opt = make_optimizer(self.inner_optimizer, fast.parameters(), self.inner_lr)
+        opt = make_optimizer(self.inner_optimizer, fast.parameters(), self.inner_lr, self.betas)
         batches = cycle_batches(
             ChainedData(task.support, task.query), f"task {task.name!r}", model_device(model)
         )
-        losses = train_steps(fast, opt, batches, loss_fn, self.inner_steps)
-        return MetaResult(gradient=displacement(model, fast), loss=losses[-1], buffers=snapshot_buffers(fast))
+        last = train_steps(fast, opt, batches, loss_fn, self.inner_steps)
+        return MetaResult(
+            gradient=displacement(model, fast), loss=last.item(), buffers=snapshot_buffers(fast)
+        )
 
     def adapt(self, model: nn.Module, data: TaskData, loss_fn: LossFn, steps: int | None = None) -> nn.Module:
         steps = self.inner_steps if steps is None else steps
-        return first_order_adapt(model, data, loss_fn, steps, self.inner_optimizer, self.inner_lr)
+        return first_order_adapt(model, data, loss_fn, steps, self.inner_optimizer, self.inner_lr, self.betas)

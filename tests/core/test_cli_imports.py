@@ -48,7 +48,7 @@ def test_the_probe_sees_torch_when_a_command_needs_it() -> None:
 
 
 def _lazy_groups() -> list[tuple[str, LazyGroup]]:
-    groups: list[tuple[str, LazyGroup]] = [("metalearn", main)]  # type: ignore[list-item]
+    groups: list[tuple[str, LazyGroup]] = [("metalearn", main)]
     ctx = click.Context(main)
     for name in _application_groups():
         group = main.get_command(ctx, name)

@@ -61,7 +61,12 @@ def _shared_file_work(rank: int, folder: str) -> dict[str, object]:
     """What this rank got from rank 0's run-folder operations (the test process holds `folder`'s lock)."""
     seen: dict[str, object] = {}
     calls: list[int] = []
-    seen["value"] = on_main(lambda: calls.append(rank) or 42)
+
+    def record() -> int:
+        calls.append(rank)
+        return 42
+
+    seen["value"] = on_main(record)
     seen["called"] = calls
     os.environ["LOCAL_RANK"] = str(rank)
     cache = Path(folder).parent / "cache"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import pytest
 import torch
@@ -45,10 +46,11 @@ def test_bad_trainer_config_values() -> None:
 @pytest.mark.parametrize("which", ["support", "query"])
 def test_empty_sets(which: str) -> None:
     empty = (torch.empty(0, 1), torch.empty(0, 1))
-    for bad in (empty, [], iter([])):
+    empties: list[Any] = [empty, [], iter([])]  # a batch of no rows, no batches, an exhausted stream
+    for bad in empties:
         kwargs = {"support": pair(), "query": pair(), which: bad}
         with pytest.raises(TaskError, match=which):
-            Task(**kwargs)  # type: ignore[arg-type]
+            Task(**kwargs)
 
 
 def test_missing_set() -> None:
@@ -74,7 +76,7 @@ def test_malformed_batch_in_streamed_set() -> None:
     with pytest.raises(TaskError, match="streamed.*support.*2 inputs but 5 targets"):
         next(batches)
     with pytest.raises(TaskError, match="expected an \\(inputs, targets\\) tensor pair"):
-        next(cycle_batches([torch.zeros(2)], "data"))
+        next(cycle_batches([torch.zeros(2)], "data"))  # type: ignore[list-item]  # malformed on purpose
 
 
 def test_unknown_algorithm() -> None:
@@ -116,7 +118,7 @@ def test_bad_algorithm_hyper_parameters() -> None:
 
 def test_missing_sampler() -> None:
     with pytest.raises(ValueError, match="sampler"):
-        MetaTrainer(nn.Linear(1, 1), "reptile", None, device="cpu")
+        MetaTrainer(nn.Linear(1, 1), "reptile", None, device="cpu")  # type: ignore[arg-type]  # an untyped caller
 
 
 def test_sampler_returning_wrong_count() -> None:

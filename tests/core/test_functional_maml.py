@@ -17,8 +17,9 @@ from metalearn import MetaTrainer, TrainerConfig
 from metalearn.algorithms import MAML
 from metalearn.algorithms.functional_maml import can_batch
 from metalearn.examples.sinusoid import SinusoidSampler, sinusoid_mlp
-from metalearn.task import Task
+from metalearn.task import Batch, Task, TaskData
 from tests.core.test_maml import make_task, mse, tanh_mlp
+from tests.helpers import as_double
 
 CUDA = [pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
@@ -61,10 +62,7 @@ def test_func_matches_higher_task_by_task(optimizer: str, first_order: bool, ste
 def sinusoid_tasks(n: int, seed: int = 0) -> list[Task]:
     sampler = SinusoidSampler(shots=5, query_shots=7)
     tasks = sampler.sample(n, torch.Generator().manual_seed(seed))
-    return [
-        Task(support=tuple(t.double() for t in task.support), query=tuple(t.double() for t in task.query))  # type: ignore[arg-type]
-        for task in tasks
-    ]
+    return [Task(support=as_double(task.support), query=as_double(task.query)) for task in tasks]
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
@@ -83,6 +81,12 @@ def bn_net() -> nn.Module:
     return nn.Sequential(
         nn.Conv2d(3, 4, 3, stride=2), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 3 * 3, 1)
     ).double()
+
+
+def _first(data: TaskData) -> Batch:
+    """The first batch of a streamed (list of batches) task set."""
+    assert isinstance(data, list)
+    return data[0]
 
 
 def image_task(seed: int, n: int = 4) -> Task:
@@ -111,7 +115,7 @@ def test_batchnorm_gradients_and_buffers_match_higher(first_order: bool) -> None
 
 def test_frozen_batchnorm_takes_the_vmap_path_and_matches_higher() -> None:
     model = bn_net().eval()
-    tasks = [Task(*[(image_task(s).support[0])] * 2) for s in (1, 2, 3)]  # type: ignore[index]
+    tasks = [Task(b, b) for b in (_first(image_task(s).support) for s in (1, 2, 3))]
     assert can_batch(model, tasks)
     assert_same(*both(model, tasks, inner_lr=0.1, inner_steps=2))
 
@@ -139,7 +143,7 @@ def test_meta_trainer_runs_match_across_backends(device: str) -> None:
 class DoubleSinusoid(SinusoidSampler):
     def sample(self, n: int, generator: torch.Generator) -> list[Task]:
         tasks = super().sample(n, generator)
-        return [Task(tuple(t.double() for t in x.support), tuple(t.double() for t in x.query)) for x in tasks]  # type: ignore[arg-type]
+        return [Task(as_double(x.support), as_double(x.query)) for x in tasks]
 
 
 def test_unknown_backend_is_rejected() -> None:

@@ -8,6 +8,7 @@ from torch import nn
 
 from metalearn import MetaTrainer, TrainerConfig
 from metalearn.examples.sinusoid import SinusoidSampler
+from tests.helpers import one_batch
 
 pytest.importorskip("learn2learn")
 
@@ -43,6 +44,7 @@ def test_metasgd_learns_its_rates() -> None:
     assert all(r.shape == p.shape for r, p in zip(lrs, trainer.model.parameters()))
     assert any(not torch.allclose(r, torch.full_like(r, LR)) for r in lrs)
     # the outer optimizer steps the rates too
+    assert trainer.optimizer is not None
     opt_params = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert all(id(p) in opt_params for p in trainer.algorithm.extra_parameters().values())
 
@@ -64,7 +66,7 @@ def test_metasgd_checkpoint_and_resume(tmp_path) -> None:
     first.fit(2, checkpoint_dir=tmp_path)
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     for name, value in first.algorithm.state_dict().items():
-        assert torch.equal(saved["algorithm"][name], value)
+        assert isinstance(value, torch.Tensor) and torch.equal(saved["algorithm"][name], value)
 
     resumed = make_trainer()
     resumed.fit(2, checkpoint_dir=tmp_path, resume=True)  # nothing left to train: state restored only
@@ -83,7 +85,7 @@ def test_metasgd_adapt_uses_learned_rates() -> None:
     trainer.fit(2)
     (task,) = trainer.sampler.sample(1, torch.Generator().manual_seed(1))
     adapted = trainer.adapt(task.support, steps=1)
-    xs, ys = task.support
+    xs, ys = one_batch(task.support)
     params = list(trainer.model.parameters())
     grads = torch.autograd.grad(trainer.loss_fn(trainer.model(xs), ys), params)
     for a, p, g, lr in zip(adapted.parameters(), params, grads, rates(trainer)):

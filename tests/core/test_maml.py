@@ -12,6 +12,7 @@ from torch.func import functional_call
 from metalearn.algorithms import FOMAML, MAML
 from metalearn.algorithms.maml import BACKENDS
 from metalearn.task import Task
+from tests.helpers import one_batch
 
 ALPHA = 0.3
 
@@ -48,7 +49,7 @@ def unflatten(model: nn.Module, flat: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def adapted_weights(model: nn.Module, flat: torch.Tensor, task: Task, steps: int) -> dict[str, torch.Tensor]:
     """phi after `steps` plain SGD steps on the support set (no graph kept: first-order by construction)."""
-    xs, ys = task.support
+    xs, ys = one_batch(task.support)
     params = {k: v.detach().clone().requires_grad_(True) for k, v in unflatten(model, flat).items()}
     for _ in range(steps):
         loss = mse(functional_call(model, params, (xs,)), ys)
@@ -61,7 +62,7 @@ def adapted_weights(model: nn.Module, flat: torch.Tensor, task: Task, steps: int
 
 def bilevel_objective(model: nn.Module, flat: torch.Tensor, task: Task, steps: int) -> float:
     """L_query(phi(theta)) with phi the SGD-adapted weights."""
-    xq, yq = task.query
+    xq, yq = one_batch(task.query)
     phi = adapted_weights(model, flat, task, steps)
     with torch.no_grad():
         return mse(functional_call(model, phi, (xq,)), yq).item()
@@ -121,7 +122,7 @@ def test_fomaml_is_query_gradient_at_adapted_weights(steps: int, backend: str) -
     fomaml = FOMAML(inner_lr=ALPHA, inner_steps=steps, backend=backend)
     got = flat_gradient(model, fomaml.meta_gradient(model, task, mse))
     phi = adapted_weights(model, flat_params(model), task, steps)
-    xq, yq = task.query
+    xq, yq = one_batch(task.query)
     expected = torch.autograd.grad(mse(functional_call(model, phi, (xq,)), yq), list(phi.values()))
     torch.testing.assert_close(got, torch.cat([g.reshape(-1) for g in expected]), rtol=1e-10, atol=1e-12)
 
@@ -162,10 +163,10 @@ def test_maml_matches_learn2learn(steps: int, first_order: bool, backend: str) -
     direct_model = copy.deepcopy(model)
     maml = l2l.algorithms.MAML(direct_model, lr=ALPHA, first_order=first_order)
     learner = maml.clone()
-    xs, ys = task.support
+    xs, ys = one_batch(task.support)
     for _ in range(steps):
         learner.adapt(mse(learner(xs), ys))
-    xq, yq = task.query
+    xq, yq = one_batch(task.query)
     mse(learner(xq), yq).backward()
     direct = {n: p.grad for n, p in direct_model.named_parameters()}
 
@@ -197,14 +198,14 @@ def test_maml_adam_first_inner_step_is_sign_like() -> None:
         ),
     )
     theta = {k: v.detach().clone().requires_grad_(True) for k, v in model.named_parameters()}
-    xs, ys = task.support
+    xs, ys = one_batch(task.support)
     gs = torch.autograd.grad(mse(functional_call(model, theta, (xs,)), ys), list(theta.values()))
     eps = 1e-8 / (1 - 0.999) ** 0.5
     phi = {
         k: (v - lr * g / (g.abs() + eps)).detach().requires_grad_(True)
         for (k, v), g in zip(theta.items(), gs)
     }
-    xq, yq = task.query
+    xq, yq = one_batch(task.query)
     expected = torch.autograd.grad(mse(functional_call(model, phi, (xq,)), yq), list(phi.values()))
     torch.testing.assert_close(got, torch.cat([g.reshape(-1) for g in expected]), rtol=1e-8, atol=1e-10)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
@@ -81,13 +83,19 @@ def test_outer_adam_is_not_sgd() -> None:
     adam.step()
     sgd.step()
     assert isinstance(sgd.optimizer, torch.optim.SGD) and sgd.optimizer.defaults["momentum"] == 0
-    assert not torch.allclose(adam.model[0].weight, sgd.model[0].weight)
+    assert not torch.allclose(first_weight(adam.model), first_weight(sgd.model))
 
 
-def decaying_trainer(**kw: object) -> MetaTrainer:
+def first_weight(model: nn.Module) -> torch.Tensor:
+    """The weight of the first layer of a `small_model`-like `nn.Sequential`."""
+    assert isinstance(model, nn.Sequential) and isinstance(model[0], nn.Linear)
+    return model[0].weight
+
+
+def decaying_trainer(**kw: Any) -> MetaTrainer:
     config = TrainerConfig(
         tasks_per_batch=2, outer_lr=0.01, seed=3, progress=False, lr_decay=0.5, lr_decay_every=2, **kw
-    )  # type: ignore[arg-type]
+    )
     algorithm = MetaIQA(inner_lr=0.1, inner_steps=1, reset_inner_state=False)
     torch.manual_seed(2)
     model = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))

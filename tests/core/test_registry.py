@@ -37,6 +37,10 @@ NON_DEFAULT: dict[str, object] = {
     "adapt_lr": 0.456,
     "adapt_steps": 7,
     "adapt_optimizer": "adam",
+    "distance": "cosine",
+    "scale": 2.5,
+    "head": "classifier",
+    "adapt_betas": (0.25, 0.5),
 }
 """A value unlike the default for every hyper-parameter any core algorithm has."""
 
@@ -73,8 +77,8 @@ def test_aliases_build_the_same_class_under_its_own_name() -> None:
 
 
 def test_an_unknown_hyper_parameter_is_named() -> None:
-    with pytest.raises(ValueError, match=r"'reptile' has no hyper-parameter betas: it takes inner_lr, "):
-        get_algorithm("reptile", betas=(0.9, 0.99))
+    with pytest.raises(ValueError, match=r"'reptile' has no hyper-parameter signal: it takes inner_lr, "):
+        get_algorithm("reptile", signal="displacement")
 
 
 @dataclass(eq=False)

@@ -6,6 +6,7 @@ import csv
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -19,7 +20,8 @@ from metalearn import (
     RunLockedError,
 )
 from metalearn.examples.sinusoid import SinusoidSampler
-from metalearn.runs import LOCK_FILE, lock_run_dir
+from metalearn.logger import TENSORBOARD_DIR
+from metalearn.runs import LOCK_FILE, RunFolderError, RunModeError, lock_run_dir, open_run
 from metalearn.trainer import resolve_device
 from tests.helpers import tiny_mlp, tiny_trainer
 
@@ -79,6 +81,69 @@ def test_the_same_trainer_may_go_on_in_its_own_folder(tmp_path: Path) -> None:
     t.fit(2, checkpoint_dir=tmp_path)
     t.fit(4, checkpoint_dir=tmp_path)  # its own run: continuing, not replacing
     assert logged(tmp_path) == [1, 2, 3, 4]
+
+
+# ------------------------------------------------------------------------------------------- open_run
+
+
+def test_open_run_creates_and_locks_the_folder_until_the_block_ends(tmp_path: Path) -> None:
+    folder = tmp_path / "new" / "run"
+    with open_run(folder, ("model.pt",)) as path:
+        assert path == folder and folder.is_dir() and (folder / LOCK_FILE).is_file()
+        with pytest.raises(RunLockedError, match="another run is using this folder"):
+            with open_run(folder, ("model.pt",), resume=True):
+                pass
+        (folder / "model.pt").write_text("weights")
+    with open_run(folder, ("model.pt",), resume=True):  # released, and the run continues
+        assert (folder / "model.pt").read_text() == "weights"
+
+
+def test_open_run_refuses_a_previous_run_and_overwrite_deletes_only_the_runs_files(tmp_path: Path) -> None:
+    (tmp_path / "model.pt").write_text("old")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "events").write_text("old")
+    (tmp_path / ".model.pt.x1.tmp").write_text("half written")  # a killed write's leftover
+    with pytest.raises(RunExistsError, match="resume it or overwrite it") as info:
+        with open_run(tmp_path, ("model.pt",), ("logs",)):
+            raise AssertionError("the block must not run")
+    assert info.value.entries == ["logs", "model.pt"] and not info.value.foreign
+    assert (tmp_path / "model.pt").read_text() == "old"
+    with open_run(tmp_path, ("model.pt",), ("logs",), overwrite=True):
+        assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE]
+    (tmp_path / "model.pt").write_text("new")
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(RunExistsError, match="notes.txt") as info:
+        with open_run(tmp_path, ("model.pt",), ("logs",), overwrite=True):
+            pass
+    assert info.value.foreign and (tmp_path / "model.pt").read_text() == "new"
+
+
+def test_open_run_refuses_resume_with_overwrite_before_touching_the_disk(tmp_path: Path) -> None:
+    with pytest.raises(RunModeError, match="resume and overwrite exclude each other"):
+        with open_run(tmp_path / "run", resume=True, overwrite=True):
+            pass
+    assert not (tmp_path / "run").exists()
+    assert issubclass(RunModeError, ValueError)
+
+
+def test_open_run_refuses_a_folder_where_the_run_writes_a_file(tmp_path: Path) -> None:
+    (tmp_path / "model.pt").mkdir()
+    with pytest.raises(RunFolderError, match="model.pt: is a folder"):
+        with open_run(tmp_path, ("model.pt",), resume=True):
+            pass
+
+
+def test_open_run_with_the_trainers_files_sees_what_fit_wrote(tmp_path: Path) -> None:
+    """The call `MetaTrainer.fit` makes for each of its folders: a finished run is refused, then replaced."""
+    from metalearn.trainer import RUN_FILE_NAMES
+
+    tiny_trainer().fit(2, checkpoint_dir=tmp_path)
+    with pytest.raises(RunExistsError) as info:
+        with open_run(tmp_path, RUN_FILE_NAMES, (TENSORBOARD_DIR,)):
+            pass
+    assert {"checkpoint.pt", "config.json", "metrics.csv", "model.pt"} <= set(info.value.entries)
+    with open_run(tmp_path, RUN_FILE_NAMES, (TENSORBOARD_DIR,), overwrite=True):
+        assert [p.name for p in tmp_path.iterdir()] == [LOCK_FILE]
 
 
 # -------------------------------------------------------------------------------------------- locking
@@ -235,15 +300,20 @@ def test_a_torn_metrics_row_is_dropped_on_resume(tmp_path: Path) -> None:
 
 def test_config_is_written_before_the_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A kill between two of a checkpoint's files must never leave a checkpoint.pt without its config."""
-    import metalearn.trainer as trainer_module
+    import metalearn.trainer.checkpoints as trainer_module
 
     order: list[str] = []
     save_json, save_state = trainer_module.save_json, trainer_module.save_state
-    monkeypatch.setattr(
-        trainer_module, "save_json", lambda d, p: order.append(Path(p).name) or save_json(d, p)
-    )
-    monkeypatch.setattr(
-        trainer_module, "save_state", lambda d, p: order.append(Path(p).name) or save_state(d, p)
-    )
+
+    def logged_json(data: dict[str, Any], path: Path) -> Path:
+        order.append(Path(path).name)
+        return save_json(data, path)
+
+    def logged_state(state: dict[str, Any], path: Path) -> Path:
+        order.append(Path(path).name)
+        return save_state(state, path)
+
+    monkeypatch.setattr(trainer_module, "save_json", logged_json)
+    monkeypatch.setattr(trainer_module, "save_state", logged_state)
     tiny_trainer().fit(1, checkpoint_dir=tmp_path)
     assert order.index("config.json") < order.index("checkpoint.pt")

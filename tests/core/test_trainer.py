@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+from typing import Any, Literal
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from torch import nn
 from metalearn import FactoryTaskSampler, MetaIQA, MetaTrainer, Task, TrainerConfig, mse_loss
 from metalearn.algorithms import MAML, Reptile
 from metalearn.examples.sinusoid import SinusoidSampler
+from metalearn.task import Batch, TaskData
 
 SEED = 3
 
@@ -39,13 +41,15 @@ def algorithm(name: str):
     raise AssertionError(name)
 
 
-def config(**kw) -> TrainerConfig:
-    base = dict(tasks_per_batch=2, outer_lr=0.01, seed=SEED, progress=False, lr_decay=0.5, lr_decay_every=2)
+def config(**kw: Any) -> TrainerConfig:
+    base: dict[str, Any] = dict(
+        tasks_per_batch=2, outer_lr=0.01, seed=SEED, progress=False, lr_decay=0.5, lr_decay_every=2
+    )
     base.update(kw)
     return TrainerConfig(**base)
 
 
-def trainer(name: str, model: nn.Module | None = None, **kw) -> MetaTrainer:
+def trainer(name: str, model: nn.Module | None = None, **kw: Any) -> MetaTrainer:
     return MetaTrainer(
         model if model is not None else bn_model(),
         algorithm(name),
@@ -67,6 +71,7 @@ def test_resume_gives_identical_weights(name: str, tmp_path) -> None:
     resumed = trainer(name)  # new model, algorithm and trainer instances
     rows = resumed.fit(6, checkpoint_dir=tmp_path, resume=True)
     assert [r["iteration"] for r in rows] == [4, 5, 6]
+    assert resumed.optimizer is not None
     assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5**3)
 
     expected = straight.model.state_dict()
@@ -158,7 +163,7 @@ def test_single_task_batch_step_is_exact() -> None:
 
 
 @pytest.mark.parametrize("mode", ["average", "keep"])
-def test_bn_stats(mode: str) -> None:
+def test_bn_stats(mode: Literal["average", "keep"]) -> None:
     model = bn_model()
     before = copy.deepcopy(model)
     t = MetaTrainer(
@@ -210,9 +215,10 @@ def test_sampler_determinism() -> None:
     b = sampler.sample(4, torch.Generator().manual_seed(7))
     c = sampler.sample(4, torch.Generator().manual_seed(8))
     for x, y in zip(a, b):
-        assert torch.equal(x.support[0], y.support[0]) and torch.equal(x.query[1], y.query[1])
-    assert not torch.equal(a[0].support[0], c[0].support[0])
-    assert a[0].support[0].shape == (3, 1) and a[0].query[0].shape == (2, 1)
+        assert torch.equal(batch(x.support)[0], batch(y.support)[0])
+        assert torch.equal(batch(x.query)[1], batch(y.query)[1])
+    assert not torch.equal(batch(a[0].support)[0], batch(c[0].support)[0])
+    assert batch(a[0].support)[0].shape == (3, 1) and batch(a[0].query)[0].shape == (2, 1)
 
 
 def test_factory_sampler_without_replacement_and_determinism() -> None:
@@ -242,10 +248,20 @@ def test_trainer_generator_is_seeded() -> None:
     assert not torch.equal(next(c.model.parameters()), next(a.model.parameters()))
 
 
+def batch(data: TaskData) -> Batch:
+    """A sinusoid task's set: one (inputs, targets) batch."""
+    assert isinstance(data, tuple)
+    return data
+
+
+def double(data: Batch) -> Batch:
+    return data[0].double(), data[1].double()
+
+
 class DoubleSinusoid(SinusoidSampler):
     def sample(self, n: int, generator: torch.Generator) -> list[Task]:
         return [
-            Task(support=tuple(x.double() for x in t.support), query=tuple(x.double() for x in t.query))
+            Task(support=double(batch(t.support)), query=double(batch(t.query)))
             for t in super().sample(n, generator)
         ]
 

@@ -43,7 +43,7 @@ def make_tid2013(root: str | Path) -> dict[str, float]:
     """TID2013: 2 references x 3 types x 2 levels; listed lowercase, file names on disk in mixed case."""
     root = Path(root)
     expected: dict[str, float] = {}
-    lines = []
+    lines: list[str] = []
     for ref in (1, 2):
         _image(root / "reference_images" / (f"I{ref:02d}.BMP" if ref == 1 else f"i{ref:02d}.bmp"), ref)
         for dist in (1, 10, 24):
@@ -64,7 +64,7 @@ def make_kadid10k(root: str | Path) -> dict[str, float]:
     """KADID-10k under `root/kadid10k/`: 2 references x 2 types x 2 levels plus the reference images."""
     base = Path(root) / "kadid10k"
     expected: dict[str, float] = {}
-    rows = []
+    rows: list[list[object]] = []
     for ref in (1, 2):
         _image(base / "images" / f"I{ref:02d}.png", ref)
         for dist in (1, 25):

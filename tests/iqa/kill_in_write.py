@@ -10,17 +10,22 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from metalearn.cli import main
+
+if TYPE_CHECKING:
+    from _typeshed import FileDescriptorLike
 
 
 def kill_at(nth: int) -> None:
     real, calls = os.fsync, [0]
 
-    def fsync(fd: int) -> None:
+    def fsync(fd: FileDescriptorLike) -> None:
         calls[0] += 1
         if calls[0] == nth:
-            os.ftruncate(fd, os.fstat(fd).st_size // 2)
+            number = fd if isinstance(fd, int) else fd.fileno()
+            os.ftruncate(number, os.fstat(number).st_size // 2)
             os.kill(os.getpid(), signal.SIGKILL)
         real(fd)
 

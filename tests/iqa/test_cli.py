@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 import torch
@@ -15,7 +16,8 @@ from PIL import Image
 
 from metalearn.cli import main
 from metalearn_iqa.cli import iqa
-from metalearn_iqa.model import ModelConfig, build_model, load_model, save_model
+from metalearn_iqa.model.network import ModelConfig
+from metalearn_iqa.model.weights import build_model, load_model, save_model
 from tests.conftest import KADID_LEVELS, KADID_REFS, KADID_TYPES
 from tests.iqa.fixtures import make_tid2013
 from tests.iqa.spies import SizeSpy
@@ -80,7 +82,7 @@ def test_iqa_group_is_discovered_through_the_entry_point() -> None:
 
 def test_help_of_every_iqa_command() -> None:
     assert run("iqa", "--help").exit_code == 0
-    names = sorted(iqa.commands)
+    names = iqa.list_commands(click.Context(iqa))  # the lazy group lists commands it has not imported
     assert {"data", "train", "finetune", "evaluate", "predict", "lodo", "cross", "demo"} <= set(names)
     for name in names:
         result = run("iqa", name, "--help")
@@ -274,7 +276,7 @@ def test_finetune_writes_a_loadable_model(trained: Path, kadid_root: Path, tmp_p
 def spy(monkeypatch: pytest.MonkeyPatch) -> SizeSpy:
     """Every command that loads a model gets this spy instead."""
     model = SizeSpy()
-    monkeypatch.setattr("metalearn_iqa.prior.load_prior", lambda path: model)
+    monkeypatch.setattr("metalearn_iqa.training.prior.load_prior", lambda path: model)
     return model
 
 
@@ -340,7 +342,7 @@ def test_imagenet_by_default_offline_is_a_one_line_error(
 
 
 def test_cross_reads_the_given_priors_algorithm_and_init(kadid_root: Path, tmp_path: Path) -> None:
-    from metalearn_iqa.prior import PriorConfig
+    from metalearn_iqa.training.prior import PriorConfig
 
     folder = tmp_path / "my-prior"
     save_model(build_model(), ModelConfig(), folder / "prior.pt")
@@ -501,17 +503,17 @@ def test_diverged_finetuning_is_a_one_line_error_and_writes_nothing(kadid_root: 
 def test_predict_holds_at_most_one_batch_of_decoded_images(
     spy: SizeSpy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from metalearn_iqa import inference
+    from metalearn_iqa.evaluation import predict as predict_module
 
     held: list[int] = []
 
-    class Store(inference.ImageStore):
+    class Store(predict_module.ImageStore):
         def __call__(self, path: str) -> torch.Tensor:
             image = super().__call__(path)
             held.append(self.held)
             return image
 
-    monkeypatch.setattr(inference, "ImageStore", Store)
+    monkeypatch.setattr(predict_module, "ImageStore", Store)
     folder = tmp_path / "many"
     folder.mkdir()
     for i in range(40):
@@ -519,7 +521,7 @@ def test_predict_holds_at_most_one_batch_of_decoded_images(
     result = run("iqa", "predict", str(folder), "--checkpoint", "m.pt")
     assert result.exit_code == 0, result.output
     assert len(result.output.splitlines()) == 40 and len(held) == 40
-    assert max(held) <= inference.EvalConfig().batch_size < 40
+    assert max(held) <= predict_module.EvalConfig().batch_size < 40
 
 
 @pytest.mark.parametrize("side", [11, 21])  # past Pillow's limit (a warning), past twice it (an error)

@@ -6,9 +6,11 @@ import csv
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from click.testing import Result
 
 from metalearn.runs import lock_run_dir
 from tests.iqa.test_cli import SCRATCH, SMALL_FAST, TRAIN_FAST, assert_one_line_error, run
@@ -22,7 +24,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def train(root: Path, *extra: str, fast: list[str] = SMALL_FAST) -> object:
+def train(root: Path, *extra: str, fast: list[str] = SMALL_FAST) -> Result:
     return run("iqa", "train", "--dataset", "kadid10k", "--root", str(root), *fast, "--out", "run", *extra)
 
 
@@ -150,8 +152,9 @@ def test_csv_and_json_outputs_create_their_folders(
 ) -> None:
     import shutil
 
-    from metalearn_iqa import inference
-    from metalearn_iqa.model import ModelConfig, build_model, save_model
+    from metalearn_iqa.evaluation import predict as predict_module
+    from metalearn_iqa.model.network import ModelConfig
+    from metalearn_iqa.model.weights import build_model, save_model
 
     config = ModelConfig(backbone="small", width=4, pretrained="none")
     save_model(build_model(config), config, tmp_path / "m.pt")
@@ -162,14 +165,14 @@ def test_csv_and_json_outputs_create_their_folders(
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "new" / "deeper" / "m.json").read_text())["n"] > 0
 
-    predict = inference.predict_records
+    predict = predict_module.predict_records
 
-    def predict_then_lose_the_folder(*args: object, **kwargs: object) -> object:
+    def predict_then_lose_the_folder(*args: Any, **kwargs: Any) -> Any:
         scores = predict(*args, **kwargs)
         shutil.rmtree(tmp_path / "gone")  # the checked folder vanishes while the work runs
         return scores
 
-    monkeypatch.setattr(inference, "predict_records", predict_then_lose_the_folder)
+    monkeypatch.setattr(predict_module, "predict_records", predict_then_lose_the_folder)
     images = str(kadid_root / "images")
     result = run("iqa", "predict", images, "--checkpoint", "m.pt", "--csv", "gone/x/s.csv")
     assert result.exit_code == 0, result.output

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from metalearn_iqa.data.synthetic import SyntheticConfig, generate_synthetic, load_synthetic
-from metalearn_iqa.demo import DemoConfig, run_demo, split_contents, verdict
-from metalearn_iqa.model import ModelConfig
+from metalearn_iqa.model.network import ModelConfig
+from metalearn_iqa.protocols.demo import run_demo, verdict
+from metalearn_iqa.protocols.heldout import DemoConfig, split_contents
 
 SYNTHETIC = SyntheticConfig(
     size=64,
@@ -114,9 +115,10 @@ def test_verdict_says_whether_the_gap_beats_the_seed_spread() -> None:
 
 
 def test_demo_readings_of_a_constant_predictor_are_undefined() -> None:
-    from metalearn_iqa.demo import _defined, _f3, _mean_std
+    from metalearn_iqa.protocols.demo import _f3, _mean_std
+    from metalearn_iqa.protocols.heldout import nan_if_undefined
 
-    mean, std = _mean_std([0.5, _defined(None)])
+    mean, std = _mean_std([0.5, nan_if_undefined(None)])
     assert _f3(mean) == _f3(std) == "undefined" and _f3(0.25) == "0.250"
 
 
@@ -124,9 +126,9 @@ def test_a_rate_that_diverges_is_never_chosen(
     kadid_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from metalearn import DivergedError
-    from metalearn_iqa import demo
     from metalearn_iqa.data.registry import load_dataset
-    from metalearn_iqa.images import ImageStore
+    from metalearn_iqa.images.store import ImageStore
+    from metalearn_iqa.protocols import heldout
 
     diverging = {"1e-05", "0.003"}
 
@@ -135,13 +137,13 @@ def test_a_rate_that_diverges_is_never_chosen(
             raise DivergedError("training diverged at iteration 1", 1)
         return object(), []
 
-    monkeypatch.setattr(demo, "train_prior", train)
-    monkeypatch.setattr(demo, "evaluate_records", lambda *args: ({"srocc": 0.5}, None))
+    monkeypatch.setattr(heldout, "train_prior", train)
+    monkeypatch.setattr(heldout, "evaluate_records", lambda *args: ({"srocc": 0.5}, None))
     records = load_dataset("kadid10k", str(kadid_root))
     config = _config(rate_candidates={"baseline": (1e-5, 1e-3, 3e-3)}, algorithms=("baseline",))
-    rates, scores = demo.choose_rates(records, config, tmp_path, ImageStore())
+    rates, scores = heldout.choose_rates(records, config, tmp_path, ImageStore())
     assert rates == {"baseline": 1e-3}
     assert scores == {"baseline": {"1e-05": None, "0.001": 0.5, "0.003": None}}
     diverging.add("0.001")
     with pytest.raises(DivergedError, match="baseline: training diverged at every candidate rate"):
-        demo.choose_rates(records, config, tmp_path, ImageStore())
+        heldout.choose_rates(records, config, tmp_path, ImageStore())

@@ -70,8 +70,8 @@ def test_registry_matches_table():
         assert distortion(index).levels == pytest.approx(levels)
     # The reordered rows: magnitudes growing with the level, no identity (0) level.
     for index in (18, 25):
-        levels = np.array(distortion(index).levels)
-        assert np.all(levels > 0) and np.all(np.diff(levels) > 0)
+        magnitudes = np.array(distortion(index).levels)
+        assert np.all(magnitudes > 0) and np.all(np.diff(magnitudes) > 0)
     assert distortion(10).name == "jpeg"
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from metalearn_iqa.model import ModelConfig, build_model, save_model
+from metalearn_iqa.model.network import ModelConfig
+from metalearn_iqa.model.weights import build_model, save_model
 from tests.helpers import file_mode
 
 

@@ -21,7 +21,8 @@ import pytest
 import torch
 from PIL import Image
 
-from metalearn_iqa.model import ModelConfig, build_model, save_model
+from metalearn_iqa.model.network import ModelConfig
+from metalearn_iqa.model.weights import build_model, save_model
 from tests.conftest import write_kadid_like
 from tests.iqa.fixtures import make_tid2013
 from tests.iqa.test_cli import SMALL_FAST, assert_one_line_error, run
@@ -71,13 +72,13 @@ def train_case(tmp: Path, root: Path, named: str, dataset: str = "kadid10k") -> 
     return Case([*args, "--out", "run"], [named], [tmp / "run" / "prior.pt", tmp / "run" / "prior.json"])
 
 
-def _score_file(tmp: Path, edit: Callable[[Path], None]) -> Case:
+def _score_file(tmp: Path, edit: Callable[[Path], object]) -> Case:
     root = kadid(tmp)
     edit(root / "dmos.csv")
     return train_case(tmp, root, str(root / "dmos.csv"))
 
 
-def _rewrite_row(line: int, row: str) -> Callable[[Path], None]:
+def _rewrite_row(line: int, row: str) -> Callable[[Path], object]:
     def edit(path: Path) -> None:
         lines = path.read_text().splitlines()
         lines[line - 1] = row
@@ -138,7 +139,7 @@ def _truncated_png(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-BAD_IMAGES: dict[str, Callable[[Path], None]] = {
+BAD_IMAGES: dict[str, Callable[[Path], object]] = {
     "0 bytes": lambda p: p.write_bytes(b""),
     "truncated": _truncated_png,
     "not an image": lambda p: p.write_text("a text file named .png\n"),
@@ -210,7 +211,7 @@ def _payload(prior: Path) -> dict:
     return torch.load(prior, weights_only=True)
 
 
-def _edited(edit: Callable[[dict], object]) -> Callable[[Path, Path], None]:
+def _edited(edit: Callable[[dict], object]) -> Callable[[Path, Path], object]:
     """Write the good prior's payload, changed by `edit` (which may return a replacement), to a path."""
 
     def write(good: Path, path: Path) -> None:
@@ -231,7 +232,7 @@ def _wrong_shape(payload: dict) -> None:
     payload["state_dict"][name] = torch.zeros(3)
 
 
-BAD_PRIORS: dict[str, Callable[[Path, Path], None]] = {
+BAD_PRIORS: dict[str, Callable[[Path, Path], object]] = {
     "text file": lambda good, p: p.write_text("not a checkpoint\n"),
     "0 bytes": lambda good, p: p.write_bytes(b""),
     "truncated": lambda good, p: p.write_bytes(good.read_bytes()[:300]),
@@ -287,7 +288,7 @@ def killed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root, tmp / "run"
 
 
-def _edit_state(edit: Callable[[dict], object]) -> Callable[[Path], None]:
+def _edit_state(edit: Callable[[dict], object]) -> Callable[[Path], object]:
     def write(path: Path) -> None:
         state = torch.load(path, weights_only=True)
         replaced = edit(state)
@@ -306,7 +307,7 @@ def _nan_model(state: dict) -> None:
     state["model"][name] = state["model"][name] * float("inf")
 
 
-BAD_CHECKPOINTS: dict[str, tuple[str, Callable[[Path], None]]] = {
+BAD_CHECKPOINTS: dict[str, tuple[str, Callable[[Path], object]]] = {
     "text file": ("checkpoint.pt", lambda p: p.write_text("not a checkpoint\n")),
     "0 bytes": ("checkpoint.pt", lambda p: p.write_bytes(b"")),
     "truncated": ("checkpoint.pt", lambda p: p.write_bytes(p.read_bytes()[:500])),

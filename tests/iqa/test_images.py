@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from metalearn_iqa.data.records import DatasetError
-from metalearn_iqa.images import read_image, to_rgb
+from metalearn_iqa.images.decode import read_image, to_rgb
 
 RAMP = np.round(np.linspace(0, 65535, 64)).astype(np.uint16)[None].repeat(5, axis=0)  # 5 x 64 gradient
 

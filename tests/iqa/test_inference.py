@@ -10,19 +10,22 @@ import torch
 from PIL import Image
 from torch import nn
 
-from metalearn_iqa import inference
 from metalearn_iqa.data.records import DatasetError, IQARecord
-from metalearn_iqa.images import ImageStore, downscale, normalise, read_image
-from metalearn_iqa.inference import (
+from metalearn_iqa.evaluation import predict as predict_module
+from metalearn_iqa.evaluation.predict import (
     DISPLAY_SIDE,
     EvalConfig,
-    FinetuneConfig,
     display_side,
     evaluate_records,
-    finetune,
     predict_records,
 )
-from metalearn_iqa.model import ModelConfig, build_model
+from metalearn_iqa.images.decode import read_image
+from metalearn_iqa.images.store import ImageStore
+from metalearn_iqa.images.transforms import downscale, normalise
+from metalearn_iqa.model.network import ModelConfig
+from metalearn_iqa.model.weights import build_model
+from metalearn_iqa.training import finetune as finetune_module
+from metalearn_iqa.training.finetune import FinetuneConfig, finetune
 from tests.iqa.spies import SizeSpy
 
 
@@ -93,7 +96,7 @@ def test_display_sides() -> None:
 )
 def test_eval_config_rejects(kw: dict[str, int], match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        EvalConfig(**kw)  # type: ignore[arg-type]
+        EvalConfig(**kw)
 
 
 # ------------------------------------------------------------------------------------------ fine-tuning
@@ -135,14 +138,14 @@ def test_learning_rate_follows_the_step_schedule(
     mixed: list[IQARecord], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     optimizers: list[torch.optim.Optimizer] = []
-    real = inference.finetune_optimizer
+    real = finetune_module.finetune_optimizer
 
     def capture(model: nn.Module, config: FinetuneConfig):
         optimizer, schedule = real(model, config)
         optimizers.append(optimizer)
         return optimizer, schedule
 
-    monkeypatch.setattr(inference, "finetune_optimizer", capture)
+    monkeypatch.setattr(finetune_module, "finetune_optimizer", capture)
     model = _tiny_model()
     lrs: list[float] = []
     model.register_forward_pre_hook(lambda module, args: lrs.append(optimizers[0].param_groups[0]["lr"]))
@@ -218,7 +221,7 @@ class PeakStore(ImageStore):
 def test_prediction_holds_at_most_one_batch_of_images(
     mixed: list[IQARecord], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(inference, "ImageStore", PeakStore)
+    monkeypatch.setattr(predict_module, "ImageStore", PeakStore)
     PeakStore.made.clear()
     config = EvalConfig(batch_size=3)
     scores = predict_records(SizeSpy(), mixed, config)

@@ -12,9 +12,16 @@ import torch
 from PIL import Image
 
 from metalearn_iqa.data.records import DatasetError, IQARecord
-from metalearn_iqa.images import ImageStore, normalise, read_image
-from metalearn_iqa.loader import CropLoader, CropSpec
-from metalearn_iqa.tasks import DistortionTaskSampler, PooledBatchSampler, TaskConfig, training_batches
+from metalearn_iqa.images.decode import read_image
+from metalearn_iqa.images.loader import CropLoader, CropSpec
+from metalearn_iqa.images.store import ImageStore, map_uint8_npy
+from metalearn_iqa.images.transforms import normalise
+from metalearn_iqa.training.tasks import (
+    DistortionTaskSampler,
+    PooledBatchSampler,
+    TaskConfig,
+    training_batches,
+)
 
 CROP = 32
 
@@ -148,7 +155,7 @@ def test_train_from_the_cli_gives_the_same_prior_with_2_workers(kadid_root: Path
     from click.testing import CliRunner
 
     from metalearn.cli import main
-    from metalearn_iqa.model import load_model
+    from metalearn_iqa.model.weights import load_model
 
     def train(workers: int) -> dict[str, torch.Tensor]:
         out = tmp_path / f"w{workers}"
@@ -165,3 +172,21 @@ def test_train_from_the_cli_gives_the_same_prior_with_2_workers(kadid_root: Path
     serial, parallel = train(0), train(2)
     assert all(torch.equal(serial[k], parallel[k]) for k in serial)
     assert list((tmp_path / "cache").glob("*.npy"))
+
+
+def test_the_disk_cache_maps_npy_files_as_numpy_reads_them_and_names_a_damaged_one(tmp_path: Path) -> None:
+    """The cache's own .npy header parser (no `ast`, safe in forked workers) agrees with `np.load`."""
+
+    rng = np.random.default_rng(0)
+    for shape in [(3, 5, 7), (1, 1, 1), (3, 300, 1000), (2, 70000)]:
+        array = rng.integers(0, 256, shape, dtype=np.uint8)
+        np.save(tmp_path / "a.npy", array)
+        mapped = map_uint8_npy(tmp_path / "a.npy")
+        assert mapped.shape == array.shape and np.array_equal(mapped, np.load(tmp_path / "a.npy"))
+        mapped.flat[0] ^= 1  # copy-on-write: the file keeps its bytes
+        assert np.array_equal(np.load(tmp_path / "a.npy"), array)
+    np.save(tmp_path / "f.npy", np.zeros((2, 2), dtype=np.float32))
+    (tmp_path / "junk.npy").write_bytes(b"not numpy at all")
+    for name in ("f.npy", "junk.npy"):
+        with pytest.raises(DatasetError, match=name):
+            map_uint8_npy(tmp_path / name)

@@ -64,7 +64,9 @@ def test_tid2013_loads_all_with_mixed_case(tmp_path: Path) -> None:
     assert any(name != name.lower() for name in by_name(records))  # matched case-insensitively
     check_scores(records)
     for r in records:
-        ref, dist, level = re.match(r"i(\d\d)_(\d\d)_(\d)\.bmp", Path(r.path).name, re.I).groups()
+        match = re.match(r"i(\d\d)_(\d\d)_(\d)\.bmp", Path(r.path).name, re.I)
+        assert match is not None, r.path
+        ref, dist, level = match.groups()
         assert (r.reference, r.distortion, r.level) == (f"I{ref}", int(dist), int(level))
         assert r.score == pytest.approx(r.raw_score / 9) and r.database == "tid2013"
     assert {r.distortion for r in records} == {1, 10, 24} and {r.level for r in records} == {1, 2}

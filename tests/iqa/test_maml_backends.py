@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from metalearn.task import Task
-from metalearn_iqa.model import IQANet, ModelConfig
+from metalearn_iqa.model.network import IQANet, ModelConfig
 from tests.core.test_functional_maml import assert_same, both
 
 

@@ -9,19 +9,34 @@ from pathlib import Path
 
 import pytest
 import torch
-from torchvision.models import resnet18
+from torch import nn
+from torchvision.models import ResNet, resnet18
 
-from metalearn_iqa.model import (
+from metalearn_iqa.model.network import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     IQANet,
     ModelConfig,
-    WeightsError,
-    build_model,
-    load_model,
+    SmallBackbone,
     normalize_transform,
-    save_model,
 )
+from metalearn_iqa.model.weights import WeightsError, build_model, load_model, save_model
+
+
+def resnet(model: IQANet) -> ResNet:
+    """The ResNet18 backbone of `model` (typed as one)."""
+    assert isinstance(model.backbone, ResNet)
+    return model.backbone
+
+
+def small(model: IQANet) -> SmallBackbone:
+    assert isinstance(model.backbone, SmallBackbone)
+    return model.backbone
+
+
+def linear(module: nn.Module) -> nn.Linear:
+    assert isinstance(module, nn.Linear)
+    return module
 
 
 @pytest.fixture
@@ -42,7 +57,7 @@ def test_output_shape_and_gradients(head: str, built: dict[str, IQANet], images:
     scores = model(images)
     assert scores.shape == (2,)
     ((scores - 0.5) ** 2).mean().backward()
-    grad = model.backbone.conv1.weight.grad
+    grad = resnet(model).conv1.weight.grad
     assert grad is not None and grad.abs().sum() > 0
     model.eval()
     with torch.no_grad():
@@ -51,7 +66,7 @@ def test_output_shape_and_gradients(head: str, built: dict[str, IQANet], images:
 
 def test_authors_head_is_sigmoid_on_logits(built: dict[str, IQANet], images: torch.Tensor) -> None:
     model = copy.deepcopy(built["authors"]).eval()
-    assert model.backbone.fc.out_features == 1000
+    assert resnet(model).fc.out_features == 1000
     assert isinstance(model.head[-1], torch.nn.Sigmoid)
     with torch.no_grad():
         scores = model(images)
@@ -60,9 +75,9 @@ def test_authors_head_is_sigmoid_on_logits(built: dict[str, IQANet], images: tor
 
 def test_paper_head_structure() -> None:
     model = IQANet(ModelConfig(hidden=32))
-    assert isinstance(model.backbone.fc, torch.nn.Identity)
+    assert isinstance(resnet(model).fc, torch.nn.Identity)
     assert [m.__class__.__name__ for m in model.head] == ["Linear", "ReLU", "Linear"]
-    assert model.head[0].in_features == 512 and model.head[0].out_features == 32
+    assert linear(model.head[0]).in_features == 512 and linear(model.head[0]).out_features == 32
 
 
 def test_invalid_config() -> None:
@@ -91,7 +106,7 @@ SMALL = ModelConfig(backbone="small", hidden=16, width=4)
 def test_small_backbone_scores_any_size(size: tuple[int, int]) -> None:
     torch.manual_seed(0)
     model = build_model(SMALL).train()  # batch statistics: untrained running statistics shrink activations
-    assert model.backbone.features == 16  # 4 * width
+    assert small(model).features == 16  # 4 * width
     x = torch.randn(3, 3, *size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         out = model(x)
@@ -102,11 +117,11 @@ def test_small_backbone_scores_any_size(size: tuple[int, int]) -> None:
 @pytest.mark.parametrize("norm", ["batch", "group", "none"])
 def test_small_backbone_norms(norm: str) -> None:
     model = IQANet(ModelConfig(backbone="small", width=16, norm=norm))
-    kinds = {type(m).__name__ for m in model.backbone}
+    kinds = {type(m).__name__ for m in small(model)}
     expected = {"batch": "BatchNorm2d", "group": "GroupNorm", "none": None}[norm]
     assert ("BatchNorm2d" in kinds) == (expected == "BatchNorm2d")
     assert ("GroupNorm" in kinds) == (expected == "GroupNorm")
-    convs = [m for m in model.backbone if isinstance(m, torch.nn.Conv2d)]
+    convs = [m for m in small(model) if isinstance(m, torch.nn.Conv2d)]
     assert all((c.bias is not None) == (norm == "none") for c in convs)
 
 
@@ -148,7 +163,7 @@ def _autocast_scores(device: str, dtype: torch.dtype) -> None:
     model = build_model(SMALL).to(device).eval()
     seen = _head_input_dtypes(model)
     backbone_dtypes: list[torch.dtype] = []
-    model.backbone[0].register_forward_hook(lambda _m, _a, out: backbone_dtypes.append(out.dtype))
+    small(model)[0].register_forward_hook(lambda _m, _a, out: backbone_dtypes.append(out.dtype))
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)).to(device)
     with torch.no_grad(), torch.autocast(device, dtype=dtype):
         out = model(x)
@@ -279,8 +294,8 @@ def test_imagenet_is_fetched_once_into_the_hub_cache(
     monkeypatch.setattr(torch.hub, "download_url_to_file", download)
     for _ in range(2):
         model = build_model(ModelConfig(pretrained="imagenet", head="authors"))  # keeps and loads fc
-        torch.testing.assert_close(model.backbone.fc.weight, resnet_state["fc.weight"])
-        torch.testing.assert_close(model.backbone.conv1.weight, resnet_state["conv1.weight"])
+        torch.testing.assert_close(resnet(model).fc.weight, resnet_state["fc.weight"])
+        torch.testing.assert_close(resnet(model).conv1.weight, resnet_state["conv1.weight"])
     assert len(fetched) == 1 and "resnet18" in fetched[0][0] and fetched[0][1] is False  # cached, silent
 
 
@@ -291,11 +306,13 @@ def test_weights_from_path(tmp_path: Path, resnet_state: dict[str, torch.Tensor]
     scratch = build_model(ModelConfig())
     torch.manual_seed(0)
     model = build_model(ModelConfig(pretrained=str(path)))
-    assert not torch.equal(scratch.backbone.conv1.weight, resnet_state["conv1.weight"])
-    torch.testing.assert_close(model.backbone.conv1.weight, resnet_state["conv1.weight"])
+    assert not torch.equal(resnet(scratch).conv1.weight, resnet_state["conv1.weight"])
+    torch.testing.assert_close(resnet(model).conv1.weight, resnet_state["conv1.weight"])
     bn = "layer4.1.bn2.running_var"
-    torch.testing.assert_close(model.backbone.layer4[1].bn2.running_var, resnet_state[bn])
-    torch.testing.assert_close(model.head[0].weight, scratch.head[0].weight)  # head is untouched
+    torch.testing.assert_close(resnet(model).layer4[1].bn2.running_var, resnet_state[bn])
+    torch.testing.assert_close(
+        linear(model.head[0]).weight, linear(scratch.head[0]).weight
+    )  # head is untouched
 
 
 def test_normalize_transform() -> None:

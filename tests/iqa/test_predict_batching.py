@@ -10,9 +10,11 @@ import torch
 from PIL import Image
 
 from metalearn_iqa.data.records import DatasetError
-from metalearn_iqa.images import normalise, read_image
-from metalearn_iqa.inference import EvalConfig, predict_records
-from metalearn_iqa.model import ModelConfig, build_model
+from metalearn_iqa.evaluation.predict import EvalConfig, predict_records
+from metalearn_iqa.images.decode import read_image
+from metalearn_iqa.images.transforms import normalise
+from metalearn_iqa.model.network import ModelConfig
+from metalearn_iqa.model.weights import build_model
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +79,7 @@ def test_predict_from_the_cli_prints_the_same_scores_with_workers(
     from click.testing import CliRunner
 
     from metalearn.cli import main
-    from metalearn_iqa.model import save_model
+    from metalearn_iqa.model.weights import save_model
 
     save_model(model, model.config, tmp_path / "m.pt")  # type: ignore[arg-type]
     folder = str(Path(photos[0]).parent)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import Result
 
-from metalearn_iqa.model import ModelConfig, build_model, read_run_info, save_model
+from metalearn_iqa.model.network import ModelConfig
+from metalearn_iqa.model.weights import build_model, read_run_info, save_model
 from metalearn_iqa.protocols.cross import prior_provenance
 from tests.iqa.test_cli import SMALL_FAST, assert_one_line_error, run
 
@@ -22,7 +24,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def train(root: Path, *extra: str) -> object:
+def train(root: Path, *extra: str) -> Result:
     return run(
         "iqa", "train", "--dataset", "kadid10k", "--root", str(root), *SMALL_FAST, "--out", "run", *extra
     )
@@ -33,7 +35,9 @@ def test_prior_carries_its_run_record_and_needs_no_prior_json(kadid_root: Path, 
     assert result.exit_code == 0, result.output
     prior, side = tmp_path / "run" / "prior.pt", tmp_path / "run" / "prior.json"
     record = read_run_info(prior)
-    assert record == json.loads(side.read_text())  # the same summary, in the prior itself
+    assert record is not None and record == json.loads(
+        side.read_text()
+    )  # the same summary, in the prior itself
     assert record["config"]["algorithm"] == "reptile" and record["config"]["seed"] == 3
     assert record["config"]["task"]["crop"] == 32 and record["iterations"] == 1
 

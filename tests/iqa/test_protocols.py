@@ -7,19 +7,29 @@ import json
 import math
 import statistics
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from metalearn_iqa.data.kadid10k import load_kadid10k
 from metalearn_iqa.data.records import DatasetError, IQARecord
-from metalearn_iqa.inference import EvalConfig, FinetuneConfig
-from metalearn_iqa.model import ModelConfig, build_model, load_model
-from metalearn_iqa.prior import PRIOR_FILE, SUMMARY_FILE, PriorConfig, load_prior, train_prior
+from metalearn_iqa.evaluation.predict import EvalConfig
+from metalearn_iqa.model.network import ModelConfig
+from metalearn_iqa.model.weights import build_model, load_model
 from metalearn_iqa.protocols import lodo as lodo_module
 from metalearn_iqa.protocols.cross import CrossConfig, run_cross, split_target
 from metalearn_iqa.protocols.lodo import LodoConfig, run_lodo
-from metalearn_iqa.tasks import TaskConfig
+from metalearn_iqa.training.finetune import FinetuneConfig
+from metalearn_iqa.training.prior import (
+    PRIOR_FILE,
+    SUMMARY_FILE,
+    PriorConfig,
+    load_prior,
+    prior_trainer,
+    train_prior,
+)
+from metalearn_iqa.training.tasks import TaskConfig
 from tests.conftest import KADID_LEVELS, KADID_REFS
 from tests.iqa.fixtures import make_cid2013
 
@@ -36,11 +46,10 @@ def _prior(algorithm: str = "metaiqa", iterations: int = 1, tasks: int = 2) -> P
     return PriorConfig(
         algorithm=algorithm,
         iterations=iterations,
-        tasks_per_batch=tasks,
         inner_steps=1,
         inner_lr=1e-3,
-        outer_lr=1e-3,
         device="cpu",
+        trainer=prior_trainer(tasks_per_batch=tasks, outer_lr=1e-3),
         task=TaskConfig(crop=CROP, batch_size=2, batches=1),
         model=ModelConfig(pretrained="none"),
     )
@@ -55,7 +64,7 @@ def test_lodo_writes_reports_for_the_held_out_type(
     trained_on: list[set[int | None]] = []
     real = lodo_module.train_prior
 
-    def spy(config: PriorConfig, train: list[IQARecord], *args: object, **kw: object):
+    def spy(config: PriorConfig, train: list[IQARecord], *args: Any, **kw: Any) -> Any:
         trained_on.append({r.distortion for r in train})
         return real(config, train, *args, **kw)
 
@@ -279,7 +288,7 @@ def test_train_prior_runs_every_algorithm(algorithm: str, records: list[IQARecor
     config = _prior(algorithm, tasks=1)
     model, rows = train_prior(config, records, tmp_path)
     assert len(rows) == 1 and math.isfinite(rows[0]["loss"])
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.trainer.seed)
     initial = build_model(config.model).state_dict()
     trained = model.state_dict()
     assert any(not torch.equal(initial[k], trained[k]) for k in initial), "one outer step changed nothing"

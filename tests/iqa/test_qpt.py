@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from metalearn.task import Task
-from metalearn_iqa.model import IQANet, ModelConfig, WeightsError, save_model
+from metalearn_iqa.model.network import IQANet, ModelConfig
+from metalearn_iqa.model.weights import WeightsError, save_model
 from metalearn_iqa.qpt import degradations as deg
 from metalearn_iqa.qpt.algorithm import QPT
 from metalearn_iqa.qpt.backbone import QPTNet, init_backbone, model_from_backbone, save_backbone
@@ -164,13 +165,14 @@ def test_a_step_lowers_the_loss_on_its_batch_and_state_round_trips(momentum: flo
     result = algorithm.meta_step(net, task, lambda p, t: p.sum())
     with torch.no_grad():
         for name, p in net.named_parameters():
-            p -= 0.05 * result.gradient[name]
+            p.sub_(0.05 * result.gradient[name])
     queue, algorithm.queue = algorithm.queue, None  # the batch's own keys, now queued, are not negatives
     assert algorithm.loss(net, views).item() < before
     algorithm.queue = queue
     state = algorithm.state_dict()
     if momentum:
-        assert state["queue"].shape == (4, 8)  # type: ignore[union-attr]
+        queued = state["queue"]
+        assert isinstance(queued, torch.Tensor) and queued.shape == (4, 8)
         other = QPT(temperature=0.5, momentum=momentum, queue=8)
         other.load_state_dict(state)
         other.meta_step(net, task, lambda p, t: p.sum())

@@ -12,9 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from metalearn_iqa.prior import PriorConfig, make_trainer
+from metalearn_iqa.model.network import IQANet
 from metalearn_iqa.qpt.backbone import read_backbone
-from metalearn_iqa.tasks import TaskConfig
+from metalearn_iqa.training.prior import PriorConfig, make_trainer
+from metalearn_iqa.training.tasks import TaskConfig
 from tests.iqa.test_cli import assert_one_line_error, run
 
 TINY = ["--backbone", "small", "--width", "4"]
@@ -73,7 +74,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(photos: Path, tmp_path: Pat
 
 def test_the_prior_starts_from_the_qpt_backbone(backbone: Path, kadid_root: Path) -> None:
     from metalearn_iqa.data.kadid10k import load_kadid10k
-    from metalearn_iqa.model import ModelConfig
+    from metalearn_iqa.model.network import ModelConfig
 
     model = ModelConfig(backbone="small", width=4)
     config = PriorConfig(algorithm="baseline", iterations=1, device="cpu", model=model, init=str(backbone),
@@ -81,6 +82,7 @@ def test_the_prior_starts_from_the_qpt_backbone(backbone: Path, kadid_root: Path
     trainer = make_trainer(config, load_kadid10k(kadid_root))
     state = read_backbone(backbone)[0]
     assert trainer.iteration == 0
+    assert isinstance(trainer.model, IQANet)
     assert all(torch.equal(v, state[k]) for k, v in trainer.model.backbone.state_dict().items())
 
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from metalearn_iqa.model import ModelConfig, build_model
-from metalearn_iqa.plots import scatter_plot, srocc_bars, training_curves
-from metalearn_iqa.saliency import gradient_map, save_gradient_map
+from metalearn_iqa.evaluation.saliency import gradient_map, save_gradient_map
+from metalearn_iqa.model.network import ModelConfig
+from metalearn_iqa.model.weights import build_model
+from metalearn_iqa.protocols.plots import scatter_plot, srocc_bars, training_curves
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

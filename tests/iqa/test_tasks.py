@@ -9,25 +9,20 @@ import pytest
 import torch
 from PIL import Image
 
-from metalearn_iqa import images as images_module
+from metalearn.task import TaskData
 from metalearn_iqa.data.kadid10k import load_kadid10k
 from metalearn_iqa.data.records import DatasetError, IQARecord
-from metalearn_iqa.images import (
-    ImageStore,
-    centre_crop,
-    five_crops,
-    normalise,
-    random_crop,
-    read_image,
-)
-from metalearn_iqa.model import IMAGENET_MEAN, IMAGENET_STD
-from metalearn_iqa.tasks import (
+from metalearn_iqa.data.splits import group_by_distortion, split_by_reference
+from metalearn_iqa.images import store as store_module
+from metalearn_iqa.images.decode import read_image
+from metalearn_iqa.images.store import ImageStore
+from metalearn_iqa.images.transforms import centre_crop, five_crops, normalise, random_crop
+from metalearn_iqa.model.network import IMAGENET_MEAN, IMAGENET_STD
+from metalearn_iqa.training.tasks import (
     CropBatches,
     DistortionTaskSampler,
     TaskConfig,
     epoch_batches,
-    group_by_distortion,
-    split_by_reference,
     training_batches,
 )
 from tests.conftest import KADID_LEVELS, KADID_REFS, KADID_TYPES
@@ -44,14 +39,20 @@ def _config(**kw: object) -> TaskConfig:
     return TaskConfig(**{"crop": CROP, "batch_size": 2, "batches": 2, **kw})  # type: ignore[arg-type]
 
 
-def _refs(data: CropBatches) -> set[str]:
-    return {r.reference or r.path for r in data.records}
+def _crops(data: TaskData) -> CropBatches:
+    """A task's support or query set, as the samplers build it."""
+    assert isinstance(data, CropBatches)
+    return data
+
+
+def _refs(data: TaskData) -> set[str]:
+    return {r.reference or r.path for r in _crops(data).records}
 
 
 def _flat_records(root: Path, refs: int = 3, kinds: tuple[int, ...] = (2, 7)) -> list[IQARecord]:
     """Uniform-colour 8x8 images, one distinct colour per image, score tied to the colour."""
     root.mkdir(parents=True, exist_ok=True)
-    out = []
+    out: list[IQARecord] = []
     for ref in range(refs):
         for kind in kinds:
             i = len(out)
@@ -83,9 +84,10 @@ def test_one_task_per_distortion_type(records: list[IQARecord]) -> None:
     for task in tasks:
         kind = int(task.name.split("-")[1])
         for data in (task.support, task.query):
-            assert isinstance(data, CropBatches)
-            assert {r.distortion for r in data.records} == {kind}
-        assert len(task.support.records) + len(task.query.records) == KADID_REFS * len(KADID_LEVELS)
+            assert {r.distortion for r in _crops(data).records} == {kind}
+        assert len(_crops(task.support).records) + len(_crops(task.query).records) == KADID_REFS * len(
+            KADID_LEVELS
+        )
 
 
 def test_support_and_query_share_no_reference(records: list[IQARecord]) -> None:
@@ -115,7 +117,7 @@ def test_batches_are_normalised_crops_with_matching_targets(tmp_path: Path) -> N
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     seen = 0
     for task in sampler.sample(2, torch.Generator().manual_seed(3)):
-        for data in (task.support, task.query):
+        for data in map(_crops, (task.support, task.query)):
             batches = list(data)
             assert len(data) == len(batches) == 3
             for inputs, targets in batches:
@@ -212,13 +214,13 @@ def test_image_store_is_an_lru_cache_of_its_capacity(tmp_path: Path, monkeypatch
     paths = [_png(tmp_path / f"{n}.png", (4, 4), 10 * i) for i, n in enumerate("abc")]
     a, b, c = paths
     reads: list[str] = []
-    real = images_module.read_image
+    real = store_module.read_image
 
     def counting(path: str) -> torch.Tensor:
         reads.append(Path(path).stem)
         return real(path)
 
-    monkeypatch.setattr(images_module, "read_image", counting)
+    monkeypatch.setattr(store_module, "read_image", counting)
     store = ImageStore(capacity=2)
     first = store(a)
     store(b)

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from metalearn_iqa.model import ModelConfig, build_model
+from metalearn_iqa.model.network import ModelConfig
+from metalearn_iqa.model.weights import build_model
 from tests.iqa.test_cli import run
 
 # Plain gradient descent outside (a rank that double-counted its tasks would double the step, which Adam

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from metalearn.distributed import local_main_first
 from metalearn_iqa.cli.errors import CLIError
 from metalearn_iqa.data.records import DatasetError, IQARecord
-from metalearn_iqa.launch import local_main_first
 
 
 def load(name: str, root: str | None) -> list[IQARecord]:
@@ -58,7 +58,7 @@ def parse_types(text: str | None, option: str = "--types") -> tuple[int, ...]:
 
 def check_images(records: list[IQARecord]) -> None:
     """Decode every image with the rule training uses; one line naming the first bad one (and how many)."""
-    from metalearn_iqa.images import read_image
+    from metalearn_iqa.images.decode import read_image
 
     bad = []
     for record in records:

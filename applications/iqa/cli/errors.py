@@ -1,99 +1,28 @@
-"""One-line CLI errors: bad input exits 2, an interrupted run 128 + the signal's number, never a traceback."""
+"""One-line CLI errors: the core's (`metalearn.cli.errors`), plus the IQA application's input errors."""
 
 from __future__ import annotations
 
-import functools
-import signal
-from collections.abc import Callable
-from typing import Any
-
-import click
-
-from metalearn import DivergedError, Interrupted
-from metalearn.runs import RunExistsError, RunFolderError
-from metalearn_iqa.data.records import DatasetError
-from metalearn_iqa.model import WeightsError
-
-
-class CLIError(click.ClickException):
-    """A one-line error with exit code 2 (bad input), never a traceback."""
-
-    exit_code = 2
-
-
-class InterruptedBySIGINT(CLIError):
-    """Training stopped by SIGINT: exit 130, as the shell reports the signal."""
-
-    exit_code = 128 + signal.SIGINT
-
-
-class InterruptedBySIGTERM(CLIError):
-    """Training stopped by SIGTERM: exit 143."""
-
-    exit_code = 128 + signal.SIGTERM
-
-
-SIGNAL_ERRORS: dict[int, type[CLIError]] = {
-    signal.SIGINT: InterruptedBySIGINT,
-    signal.SIGTERM: InterruptedBySIGTERM,
-}
-
-
-INPUT_ERRORS = (
-    DatasetError,
-    WeightsError,
-    DivergedError,
-    FileNotFoundError,
-    ValueError,
-    ImportError,
-    RunFolderError,
+from metalearn.cli.errors import (
+    RUN_MODE_MESSAGE,
+    SIGNAL_ERRORS,
+    CLIError,
+    InterruptedBySIGINT,
+    InterruptedBySIGTERM,
+    check_device,
+    make_friendly_errors,
 )
-"""Bad input, a run folder that cannot be used as asked, or a diverged run: reported in one line."""
+from metalearn_iqa.data.records import DatasetError
+from metalearn_iqa.model.weights import WeightsError
 
+__all__ = [
+    "RUN_MODE_MESSAGE",
+    "SIGNAL_ERRORS",
+    "CLIError",
+    "InterruptedBySIGINT",
+    "InterruptedBySIGTERM",
+    "check_device",
+    "friendly_errors",
+]
 
-def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the library's input errors, and a diverged training run, into one-line CLI errors (exit 2);
-    an interrupted run into one line saying where its checkpoint is (exit 128 + the signal's number)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except RunExistsError as exc:
-            raise CLIError(_run_exists_message(exc)) from None
-        except Interrupted as exc:  # exit 130 (SIGINT) or 143 (SIGTERM), as the shell reports a signal
-            message = f"{exc}; pass --resume to continue" if exc.checkpoint else str(exc)
-            raise SIGNAL_ERRORS.get(exc.signum, CLIError)(message) from None
-        except INPUT_ERRORS as exc:
-            raise CLIError(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__) from None
-        except OSError as exc:  # a folder that vanished or went read-only mid-run, a full disk ...
-            # a rename's target (filename2), not the temporary file the atomic write renames from
-            raise CLIError(f"{exc.filename2 or exc.filename or 'output'}: {exc.strerror or exc}") from None
-
-    return wrapper
-
-
-def _run_exists_message(exc: RunExistsError) -> str:
-    """The core's refusal in the CLI's terms: which flag continues the old run, which replaces it."""
-    if exc.foreign:
-        return str(exc).splitlines()[0]
-    return (
-        f"{exc.path}: holds a previous run ({', '.join(exc.entries)}); pass --resume to continue it or "
-        "--overwrite to replace it"
-    )
-
-
-def check_run_mode(resume: bool, overwrite: bool) -> None:
-    """Refuse --resume with --overwrite: continuing a run and replacing it exclude each other."""
-    if resume and overwrite:
-        raise CLIError("use either --resume (continue the run) or --overwrite (replace it), not both")
-
-
-def check_device(device: str) -> None:
-    """Refuse a device this machine cannot run on before any data is loaded."""
-    from metalearn.trainer import resolve_device
-
-    try:
-        resolve_device(device)
-    except ValueError as exc:
-        raise CLIError(f"--device: {exc}") from None
+friendly_errors = make_friendly_errors((DatasetError, WeightsError))
+"""The core's one-line errors plus the IQA application's own (a bad database, a bad weights file)."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from metalearn.distributed import on_main
 from metalearn_iqa.cli.errors import CLIError
-from metalearn_iqa.images import IMAGE_SUFFIXES, image_files
-from metalearn_iqa.launch import on_main
+from metalearn_iqa.images.decode import IMAGE_SUFFIXES, image_files
 
 
 def writable_folder(path: Path, option: str) -> Path:
@@ -59,7 +59,7 @@ def _reason(exc: OSError, folder: Path) -> str:
 
 def resolve_checkpoint(checkpoint: str | None) -> Path:
     """The model file to use: --checkpoint, else the newest prior under the default output folder."""
-    from metalearn_iqa.paths import default_output_dir, newest_prior
+    from metalearn_iqa.cli.paths import default_output_dir, newest_prior
 
     if checkpoint:
         return Path(checkpoint)

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from metalearn_iqa.cli.errors import CLIError
-from metalearn_iqa.model import BACKBONES, NORMS, ModelConfig
+from metalearn_iqa.model.network import BACKBONES, NORMS, ModelConfig
 
 if TYPE_CHECKING:
-    from metalearn_iqa.inference import EvalConfig
+    from metalearn_iqa.evaluation.predict import EvalConfig
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -165,7 +165,7 @@ class ViewOptions:
 
     def config(self, default_side: int | None) -> EvalConfig:
         """The test view; `--max-side` unset means `default_side`, 0 means native size."""
-        from metalearn_iqa.inference import EvalConfig
+        from metalearn_iqa.evaluation.predict import EvalConfig
 
         side = default_side if self.max_side is None else (self.max_side or None)
         return EvalConfig(crop=self.crop, crops=int(self.crops), max_side=side)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
+from metalearn.runs import check_run_mode
 from metalearn_iqa.cli.datasets import parse_types
-from metalearn_iqa.cli.errors import check_device, check_run_mode, friendly_errors
+from metalearn_iqa.cli.errors import check_device, friendly_errors
 from metalearn_iqa.cli.files import writable_folder
 from metalearn_iqa.cli.options import (
     DEVICE_OPTION,
@@ -92,7 +93,7 @@ def pretrain(
     overwrite: bool,
 ) -> None:
     """Pre-train a backbone without labels (QPT); write it, projection head dropped, for --init."""
-    from metalearn_iqa.paths import default_output_dir
+    from metalearn_iqa.cli.paths import default_output_dir
     from metalearn_iqa.qpt.data import BatchConfig, folder_images, load_images, reference_images
     from metalearn_iqa.qpt.degradations import ALL_TYPES, DegradationConfig, space_size
     from metalearn_iqa.qpt.pretrain import QPTConfig

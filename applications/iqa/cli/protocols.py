@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from metalearn.runs import lock_run_dir
+from metalearn.cli.torchrun import torchrun_command
+from metalearn.runs import check_run_mode, lock_run_dir
 from metalearn_iqa.cli.datasets import load, load_many, parse_types
-from metalearn_iqa.cli.errors import CLIError, check_run_mode, friendly_errors
+from metalearn_iqa.cli.errors import CLIError, friendly_errors
 from metalearn_iqa.cli.files import writable_folder
 from metalearn_iqa.cli.options import DATASET_OPTION, OVERWRITE_OPTION, ROOT_OPTION, ViewOptions, view_options
 from metalearn_iqa.cli.training_options import (
@@ -19,7 +20,6 @@ from metalearn_iqa.cli.training_options import (
     loader_options,
     prior_options,
 )
-from metalearn_iqa.launch import torchrun_command
 
 
 @click.command()
@@ -51,8 +51,8 @@ def lodo(
 
     With --finetune-epochs > 0 (default) also fine-tuned on half of the type's contents, tested on the rest.
     """
-    from metalearn_iqa.inference import display_side
-    from metalearn_iqa.paths import default_output_dir
+    from metalearn_iqa.cli.paths import default_output_dir
+    from metalearn_iqa.evaluation.predict import display_side
     from metalearn_iqa.protocols.lodo import LodoConfig, run_lodo
 
     check_run_mode(resume, overwrite)
@@ -121,10 +121,10 @@ def cross(
     overwrite: bool,
 ) -> None:
     """Synthetic-to-authentic (Tables 3-4): prior, then fine-tune on 80% and test on 20%, over seeded splits."""
-    from metalearn_iqa.inference import display_side
-    from metalearn_iqa.paths import default_output_dir
-    from metalearn_iqa.prior import load_prior, train_prior
+    from metalearn_iqa.cli.paths import default_output_dir
+    from metalearn_iqa.evaluation.predict import display_side
     from metalearn_iqa.protocols.cross import CrossConfig, prior_provenance, run_cross
+    from metalearn_iqa.training.prior import load_prior, train_prior
 
     check_run_mode(resume, overwrite)
     if prior_path and prior.init:
@@ -132,7 +132,7 @@ def cross(
     config = prior.config()
     cross_config = CrossConfig(
         repeats=repeats,
-        seed=config.seed,
+        seed=config.trainer.seed,
         finetune=finetune.config(config),
         eval=view.config(display_side(target)),
     )
@@ -172,8 +172,9 @@ def demo(
     out: str | None, seeds: str, epochs: float | None, resume: bool, loader: LoaderOptions, overwrite: bool
 ) -> None:
     """On the embedded synthetic database: train a MetaIQA prior and the fair baseline, compare them."""
-    from metalearn_iqa.demo import DemoConfig, run_demo
-    from metalearn_iqa.paths import default_output_dir
+    from metalearn_iqa.cli.paths import default_output_dir
+    from metalearn_iqa.protocols.demo import run_demo
+    from metalearn_iqa.protocols.heldout import DemoConfig
 
     config = DemoConfig(seeds=parse_types(seeds, "--seeds"))
     if not config.seeds:

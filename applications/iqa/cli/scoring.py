@@ -30,7 +30,7 @@ from metalearn_iqa.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from metalearn_iqa.inference import EvalConfig
+    from metalearn_iqa.evaluation.predict import EvalConfig
 
 
 @click.command()
@@ -44,9 +44,9 @@ def evaluate(
     dataset: str, root: str | None, checkpoint: str | None, view: ViewOptions, json_out: str | None
 ) -> None:
     """SROCC, PLCC (raw and 4-parameter logistic), KRCC and RMSE of a model on a database."""
-    from metalearn_iqa.inference import display_side, evaluate_records
-    from metalearn_iqa.metrics import LOGISTIC_MIN_ITEMS
-    from metalearn_iqa.prior import load_prior
+    from metalearn_iqa.evaluation.metrics import LOGISTIC_MIN_ITEMS
+    from metalearn_iqa.evaluation.predict import display_side, evaluate_records
+    from metalearn_iqa.training.prior import load_prior
 
     if json_out:
         writable_file(Path(json_out), "--json")
@@ -93,8 +93,8 @@ def predict(
     """Predict a quality score (higher = better, about 0..1) for each image or every image in a folder."""
     import csv
 
-    from metalearn_iqa.inference import PHOTO_SIDE, predict_records
-    from metalearn_iqa.prior import load_prior
+    from metalearn_iqa.evaluation.predict import PHOTO_SIDE, predict_records
+    from metalearn_iqa.training.prior import load_prior
 
     if csv_out:
         writable_file(Path(csv_out), "--csv")
@@ -137,8 +137,9 @@ def _write_saliency(model: Any, images: list[Path], folder: Path, config: EvalCo
     """A gradient map per image over what is scored: the whole (downscaled) image, or its centre crop."""
     from PIL import Image
 
-    from metalearn_iqa.images import centre_crop, downscale, normalise, read_image
-    from metalearn_iqa.saliency import gradient_map, save_gradient_map
+    from metalearn_iqa.evaluation.saliency import gradient_map, save_gradient_map
+    from metalearn_iqa.images.decode import read_image
+    from metalearn_iqa.images.transforms import centre_crop, downscale, normalise
 
     folder.mkdir(parents=True, exist_ok=True)
     names = saliency_names(images)

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import click
 
+from metalearn.cli.torchrun import torchrun_command
+from metalearn.distributed import on_main
+from metalearn.runs import check_run_mode
 from metalearn_iqa.cli.datasets import load, load_many, parse_types
-from metalearn_iqa.cli.errors import CLIError, check_run_mode, friendly_errors
+from metalearn_iqa.cli.errors import CLIError, friendly_errors
 from metalearn_iqa.cli.files import writable_file, writable_folder
 from metalearn_iqa.cli.options import (
     DATASET_OPTION,
@@ -19,8 +22,7 @@ from metalearn_iqa.cli.options import (
     TRAIN_CROP_OPTION,
 )
 from metalearn_iqa.cli.training_options import LoaderOptions, PriorOptions, loader_options, prior_options
-from metalearn_iqa.launch import on_main, torchrun_command
-from metalearn_iqa.model import save_model
+from metalearn_iqa.model.weights import save_model
 
 
 @click.command()
@@ -59,8 +61,8 @@ def train(
     overwrite: bool,
 ) -> None:
     """Meta-train a quality prior on distortion-specific tasks (or the plain-training baseline); print the passes."""
-    from metalearn_iqa.paths import default_output_dir
-    from metalearn_iqa.prior import PRIOR_FILE, SUMMARY_FILE, train_prior
+    from metalearn_iqa.cli.paths import default_output_dir
+    from metalearn_iqa.training.prior import PRIOR_FILE, SUMMARY_FILE, train_prior
 
     check_run_mode(resume, overwrite)
     config = prior.config()
@@ -117,10 +119,10 @@ def finetune(
     out: str,
 ) -> None:
     """Fine-tune a prior (or a QPT backbone with a fresh head, --init) with Adam on every image of a database."""
-    from metalearn_iqa.inference import FinetuneConfig
-    from metalearn_iqa.inference import finetune as run_finetune
-    from metalearn_iqa.prior import load_prior
     from metalearn_iqa.qpt.backbone import model_from_backbone
+    from metalearn_iqa.training.finetune import FinetuneConfig
+    from metalearn_iqa.training.finetune import finetune as run_finetune
+    from metalearn_iqa.training.prior import load_prior
 
     if bool(checkpoint) == bool(init):
         raise CLIError("give either --checkpoint (a prior) or --init (a QPT backbone), one of them")

@@ -25,16 +25,21 @@ from metalearn_iqa.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from metalearn_iqa.images import ImageStore
-    from metalearn_iqa.inference import FinetuneConfig
-    from metalearn_iqa.prior import PriorConfig
+    from metalearn_iqa.images.store import ImageStore
+    from metalearn_iqa.training.finetune import FinetuneConfig
+    from metalearn_iqa.training.prior import PriorConfig
 
 ALGORITHM_HELP = (
     "metaiqa: the paper's bi-level optimisation; maml, fomaml, reptile: other meta-learners; baseline: the "
     "fair ablation, plain training with one Adam step per batch at the same passes; pooled-baseline: the "
-    "old variant, one step per meta-batch on its tasks' images pooled; l2l-maml, l2l-metasgd: learn2learn's "
-    "(the l2l extra). Every name of `metalearn algorithms` is accepted."
+    "old variant, one step per meta-batch on its tasks' images pooled; anil: MAML on the head alone; "
+    "metasgd: MAML with learned per-weight inner rates; l2l-maml, l2l-metasgd: learn2learn's (the l2l "
+    "extra; with --inner-optimizer sgd). Every name of `metalearn algorithms` that regresses is accepted (not "
+    "protonet: classification); a setting the algorithm cannot honour is refused."
 )
+
+REGRESSING = [name for name, cls in ALGORITHMS.items() if not cls.needs_class_labels]
+"""The registry's names that apply to a regression target (ProtoNets classifies)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class PriorOptions:
     tasks_per_batch: int
     inner_steps: int
     inner_lr: float
+    inner_optimizer: str
     outer_lr: float
     outer_optimizer: str
     freeze_batchnorm: bool
@@ -59,8 +65,8 @@ class PriorOptions:
 
     def config(self) -> PriorConfig:
         """The prior run these options describe, the device and the --init file checked first."""
-        from metalearn_iqa.prior import PriorConfig
-        from metalearn_iqa.tasks import TaskConfig
+        from metalearn_iqa.training.prior import PriorConfig, prior_trainer
+        from metalearn_iqa.training.tasks import TaskConfig
 
         check_device(self.device)
         init = self._checked_init()
@@ -69,14 +75,17 @@ class PriorOptions:
             algorithm=self.algorithm,
             epochs=self.epochs,
             iterations=self.iterations or 0,
-            tasks_per_batch=self.tasks_per_batch,
             inner_steps=self.inner_steps,
             inner_lr=self.inner_lr,
-            outer_lr=self.outer_lr,
-            outer_optimizer=self.outer_optimizer,
-            freeze_batchnorm=self.freeze_batchnorm,
-            seed=self.seed,
+            inner_optimizer=self.inner_optimizer,
             device=self.device,
+            trainer=prior_trainer(
+                tasks_per_batch=self.tasks_per_batch,
+                outer_lr=self.outer_lr,
+                outer_optimizer=self.outer_optimizer,
+                freeze_batchnorm=self.freeze_batchnorm,
+                seed=self.seed,
+            ),
             task=TaskConfig(crop=self.train_crop, batch_size=self.batch_size, batches=self.inner_steps),
             model=model.config(),
             init=init,
@@ -103,7 +112,7 @@ _prior_group = option_group(
     [
         click.option(
             "--algorithm",
-            type=click.Choice(list(ALGORITHMS)),
+            type=click.Choice(REGRESSING),
             default="metaiqa",
             show_default=True,
             help=ALGORITHM_HELP,
@@ -125,6 +134,14 @@ _prior_group = option_group(
         click.option("--tasks-per-batch", type=click.IntRange(1), default=5, show_default=True),
         click.option("--inner-steps", type=click.IntRange(1), default=6, show_default=True),
         click.option("--inner-lr", type=float, default=1e-4, show_default=True),
+        click.option(
+            "--inner-optimizer",
+            type=click.Choice(["adam", "sgd"]),
+            default="adam",
+            show_default=True,
+            help="Inner loop: Adam with betas (0.9, 0.99), the paper's, or plain SGD (what learn2learn's "
+            "algorithms run: they need sgd).",
+        ),
         click.option("--outer-lr", type=float, default=1e-4, show_default=True),
         click.option(
             "--outer-optimizer",
@@ -168,14 +185,14 @@ class FinetuneOptions:
 
     def config(self, prior: PriorConfig) -> FinetuneConfig:
         """Protocol fine-tuning with the prior run's training crop, batch size and seed."""
-        from metalearn_iqa.inference import FinetuneConfig
+        from metalearn_iqa.training.finetune import FinetuneConfig
 
         return FinetuneConfig(
             epochs=self.finetune_epochs,
             lr=self.finetune_lr,
             crop=prior.task.crop,
             batch_size=prior.task.batch_size,
-            seed=prior.seed,
+            seed=prior.trainer.seed,
         )
 
 
@@ -205,8 +222,8 @@ class LoaderOptions:
 
     def store(self) -> ImageStore:
         """The ImageStore these options describe (its cache folder checked writable)."""
-        from metalearn_iqa.images import ImageStore
-        from metalearn_iqa.paths import default_cache_dir
+        from metalearn_iqa.cli.paths import default_cache_dir
+        from metalearn_iqa.images.store import ImageStore
 
         folder: str | Path | None = self.image_cache
         if folder is None and self.workers:

@@ -56,8 +56,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .distortions import DISTORTIONS, distort
-from .records import DatasetError, IQARecord
+from metalearn_iqa.data.distortions import DISTORTIONS, distort
+from metalearn_iqa.data.records import DatasetError, IQARecord
 
 DEFAULT_REFERENCES: tuple[str, ...] = (
     "astronaut@0,0",

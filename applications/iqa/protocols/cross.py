@@ -13,12 +13,13 @@ import torch
 from torch import nn
 
 from metalearn_iqa.data.records import DatasetError, IQARecord
-from metalearn_iqa.images import ImageStore
-from metalearn_iqa.inference import EvalConfig, FinetuneConfig, evaluate_records, finetune
-from metalearn_iqa.model import WeightsError
-from metalearn_iqa.prior import prior_summary
-from metalearn_iqa.protocols.report import init_label, markdown_table, mean_std_if_all, write_report
-from metalearn_iqa.tasks import split_by_reference
+from metalearn_iqa.data.splits import split_by_reference
+from metalearn_iqa.evaluation.predict import EvalConfig, evaluate_records
+from metalearn_iqa.images.store import ImageStore
+from metalearn_iqa.model.weights import WeightsError, init_label
+from metalearn_iqa.protocols.report import markdown_table, mean_std_if_all, write_report
+from metalearn_iqa.training.finetune import FinetuneConfig, finetune
+from metalearn_iqa.training.prior import prior_summary
 
 
 @dataclass

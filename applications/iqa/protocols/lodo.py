@@ -12,11 +12,12 @@ import torch
 from torch import nn
 
 from metalearn_iqa.data.records import DatasetError, IQARecord
-from metalearn_iqa.images import ImageStore
-from metalearn_iqa.inference import EvalConfig, FinetuneConfig, evaluate_records, finetune
-from metalearn_iqa.prior import PriorConfig, train_prior
+from metalearn_iqa.data.splits import group_by_distortion, split_by_reference
+from metalearn_iqa.evaluation.predict import EvalConfig, evaluate_records
+from metalearn_iqa.images.store import ImageStore
 from metalearn_iqa.protocols.report import markdown_table, mean_std, write_report
-from metalearn_iqa.tasks import group_by_distortion, split_by_reference
+from metalearn_iqa.training.finetune import FinetuneConfig, finetune
+from metalearn_iqa.training.prior import PriorConfig, train_prior
 
 
 @dataclass

@@ -13,11 +13,6 @@ from metalearn.checkpoint import atomic_write_text
 from metalearn.distributed import on_main
 
 
-def init_label(pretrained: str) -> str:
-    """How a backbone was initialised, for reports: "imagenet", "scratch" or the weights file's path."""
-    return "scratch" if pretrained == "none" else pretrained
-
-
 def mean_std(values: Sequence[float | None]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value); NaN when a value is undefined (None/NaN)."""
     floats = [math.nan if v is None else v for v in values]

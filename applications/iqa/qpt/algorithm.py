@@ -52,6 +52,10 @@ class QPT(MetaAlgorithm):
         self._pending_key_state: dict[str, Tensor] | None = None
         self.queue: Tensor | None = None
 
+    @property
+    def carries_state_between_tasks(self) -> bool:
+        return self.momentum > 0  # the momentum encoder and its queue move with every task
+
     # -- momentum encoder and queue ---------------------------------------------------------------
     def _keys(self, model: nn.Module) -> nn.Module:
         """The momentum copy (made from `model` on first use, or the checkpoint's when resumed), moved

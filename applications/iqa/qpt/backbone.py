@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from metalearn.checkpoint import first_nonfinite
-from metalearn_iqa.model import IQANet, ModelConfig, WeightsError, build_model, read_weights, write_weights
+from metalearn_iqa.model.network import IQANet, ModelConfig
+from metalearn_iqa.model.weights import WeightsError, build_model, read_weights, write_weights
 
 BACKBONE_FORMAT = "metalearn_iqa.QPTBackbone/1"
 

@@ -20,7 +20,8 @@ from torch import Tensor
 
 from metalearn import Task
 from metalearn_iqa.data.records import DatasetError
-from metalearn_iqa.images import IMAGE_SUFFIXES, image_files, normalise, read_image
+from metalearn_iqa.images.decode import IMAGE_SUFFIXES, image_files, read_image
+from metalearn_iqa.images.transforms import normalise
 from metalearn_iqa.qpt.degradations import DegradationConfig, apply_chain, sample_chain
 
 

@@ -17,8 +17,8 @@ import torch
 
 from metalearn import MetaTrainer, TrainerConfig
 from metalearn.checkpoint import save_json
-from metalearn.runs import claim_run_dir, lock_run_dir
-from metalearn_iqa.model import ModelConfig
+from metalearn.runs import open_run
+from metalearn_iqa.model.network import ModelConfig
 from metalearn_iqa.qpt.algorithm import QPT
 from metalearn_iqa.qpt.backbone import QPTNet, save_backbone
 from metalearn_iqa.qpt.data import BatchConfig, ContrastiveSampler
@@ -27,7 +27,6 @@ from metalearn_iqa.qpt.degradations import DegradationConfig, space_size
 BACKBONE_FILE = "backbone.pt"
 SUMMARY_FILE = "qpt.json"
 CHECKPOINT_DIR = "checkpoint"
-RUN_FILES = (BACKBONE_FILE, SUMMARY_FILE, CHECKPOINT_DIR)
 BUDGET_FIELDS = ("iterations", "device", "threads")
 
 
@@ -107,12 +106,11 @@ def pretrain(
     source: str = "",
 ) -> Path:
     """Pre-train, checkpointing into `out_dir/checkpoint`; write `backbone.pt` and `qpt.json`; return the
-    backbone file. `source` (where the images came from) is recorded in the summary."""
-    if resume and overwrite:
-        raise ValueError("resume and overwrite exclude each other: continue the run or replace it")
-    out = Path(out_dir)
-    with lock_run_dir(out):
-        claim_run_dir(out, RUN_FILES, resume=resume, overwrite=overwrite, files=(BACKBONE_FILE, SUMMARY_FILE))
+    backbone file. `source` (where the images came from) is recorded in the summary. `out_dir` is opened as
+    a run (`metalearn.runs.open_run`): locked, a previous run refused unless resumed or overwritten."""
+    with open_run(
+        out_dir, (BACKBONE_FILE, SUMMARY_FILE), (CHECKPOINT_DIR,), resume=resume, overwrite=overwrite
+    ) as out:
         trainer = make_trainer(config, images)
         trainer.config.checkpoint_every = checkpoint_every
         trainer.fit(config.iterations, checkpoint_dir=out / CHECKPOINT_DIR, resume=resume)

@@ -1,0 +1,1 @@
+"""Few-shot image classification on metalearn: Omniglot, mini-ImageNet, CIFAR-FS and embedded glyphs."""

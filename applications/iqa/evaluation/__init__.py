@@ -1,0 +1,2 @@
+"""Judging a model: `predict` (scores for images, evaluation against MOS), `metrics` (SROCC, PLCC, KRCC,
+RMSE), `saliency` (where a score comes from)."""
