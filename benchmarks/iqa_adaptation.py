@@ -1,11 +1,11 @@
 """MetaIQA's claim, measured: does a meta-learned prior adapt faster to a new distortion type from n labels?
 
 Per seed (its own content split, initialisation and sampling), on the embedded database with the demo's
-content split (`metalearn_iqa.demo.split_contents`): train every prior on the training types x the
+content split (`metalearn_iqa.protocols.heldout.split_contents`): train every prior on the training types x the
 training contents at exactly the same forward+backward passes (`DemoConfig.priors`), optionally all from
 one shared plain-trained start (`--warm-start-epochs`, the CPU stand-in for the paper's ImageNet start),
 score its seen-type SROCC on the test contents, then run the adaptation protocol of
-`metalearn_iqa.adaptation` on the held-out types (n in `--shots`, the same images, budget and
+`metalearn_iqa.protocols.adaptation` on the held-out types (n in `--shots`, the same images, budget and
 validation-only rate choice for every prior). Over seeds: mean and t-based 95 % CI per prior and n, the
 paired difference MetaIQA - baseline per n and a verdict that follows its CI.
 
@@ -34,7 +34,13 @@ import torch
 
 from metalearn.checkpoint import atomic_write_text
 from metalearn.stats import mean_ci, paired, verdict
-from metalearn_iqa.adaptation import (
+from metalearn_iqa.data.synthetic import default_root, load_synthetic
+from metalearn_iqa.evaluation.metrics import srocc
+from metalearn_iqa.evaluation.predict import EvalConfig, predict_records
+from metalearn_iqa.images.store import ImageStore
+from metalearn_iqa.model.network import IQANet
+from metalearn_iqa.model.weights import build_model
+from metalearn_iqa.protocols.adaptation import (
     AdaptationConfig,
     SeedCurve,
     adaptation_curve,
@@ -42,14 +48,9 @@ from metalearn_iqa.adaptation import (
     adaptation_table,
     summarise,
 )
-from metalearn_iqa.data.synthetic import default_root, load_synthetic
-from metalearn_iqa.demo import DemoConfig, split_contents
-from metalearn_iqa.images import ImageStore
-from metalearn_iqa.inference import EvalConfig, predict_records
-from metalearn_iqa.metrics import srocc
-from metalearn_iqa.model import IQANet, build_model
-from metalearn_iqa.prior import make_trainer
+from metalearn_iqa.protocols.heldout import DemoConfig, split_contents
 from metalearn_iqa.protocols.report import write_report
+from metalearn_iqa.training.prior import make_trainer
 
 TRAINED = ("metaiqa", "baseline", "reptile", "fomaml", "maml")
 """Priors trained by an algorithm of the registry (at equal passes); `scratch` is the untrained start and

@@ -34,19 +34,14 @@ from metalearn import MetaTrainer, Task, TrainerConfig
 from metalearn.algorithms import MetaAlgorithm, MetaIQA, Plain
 from metalearn.stats import mean_ci
 from metalearn_iqa.data.records import IQARecord
+from metalearn_iqa.data.splits import split_by_reference
 from metalearn_iqa.data.synthetic import load_synthetic
-from metalearn_iqa.images import ImageStore
-from metalearn_iqa.inference import predict_records
-from metalearn_iqa.metrics import srocc
-from metalearn_iqa.model import IQANet, ModelConfig, build_model
-from metalearn_iqa.tasks import (
-    CropBatches,
-    DistortionTaskSampler,
-    TaskConfig,
-    _seed,
-    prefetch,
-    split_by_reference,
-)
+from metalearn_iqa.evaluation.metrics import srocc
+from metalearn_iqa.evaluation.predict import predict_records
+from metalearn_iqa.images.store import ImageStore
+from metalearn_iqa.model.network import IQANet, ModelConfig
+from metalearn_iqa.model.weights import build_model
+from metalearn_iqa.training.tasks import CropBatches, DistortionTaskSampler, TaskConfig, _seed, prefetch
 
 HELD_OUT = (3, 10, 13)
 

@@ -11,17 +11,18 @@ import torch
 from PIL import Image
 from scipy import stats as sps
 
-import metalearn_iqa.adaptation as adaptation
-from metalearn_iqa.adaptation import (
+import metalearn_iqa.protocols.adaptation as adaptation
+from metalearn_iqa.data.records import IQARecord
+from metalearn_iqa.images.store import ImageStore
+from metalearn_iqa.model.network import ModelConfig
+from metalearn_iqa.model.weights import build_model
+from metalearn_iqa.protocols.adaptation import (
     AdaptationConfig,
     SeedCurve,
     adaptation_curve,
     adaptation_table,
     summarise,
 )
-from metalearn_iqa.data.records import IQARecord
-from metalearn_iqa.images import ImageStore
-from metalearn_iqa.model import ModelConfig, build_model
 
 TYPES = (2, 5, 7)
 REFS = 8
@@ -151,7 +152,7 @@ def test_curve_is_deterministic_and_leaves_priors_alone(records: list[IQARecord]
     assert set(one.srocc["p"]) == {0, 2, 4, 8} and all(set(v) == set(TYPES) for v in one.srocc["p"].values())
     assert one.lr["p"][0] == {k: None for k in TYPES} and one.lr["p"][8] == {k: 1e-3 for k in TYPES}
     # n = 0 is the prior itself on the test contents
-    from metalearn_iqa.inference import predict_records
+    from metalearn_iqa.evaluation.predict import predict_records
 
     pred = predict_records(prior, test[5])
     assert one.srocc["p"][0][5] == pytest.approx(sps.spearmanr(pred, [r.score for r in test[5]])[0])

@@ -39,10 +39,11 @@ from metalearn import mse_loss
 from metalearn.checkpoint import first_nonfinite
 from metalearn.stats import mean_ci, paired, verdict
 from metalearn_iqa.data.records import DatasetError, IQARecord
-from metalearn_iqa.images import ImageStore
-from metalearn_iqa.inference import EvalConfig, predict_records
-from metalearn_iqa.metrics import srocc
-from metalearn_iqa.tasks import CropBatches, split_by_reference
+from metalearn_iqa.data.splits import split_by_reference
+from metalearn_iqa.evaluation.metrics import srocc
+from metalearn_iqa.evaluation.predict import EvalConfig, predict_records
+from metalearn_iqa.images.store import ImageStore
+from metalearn_iqa.training.tasks import CropBatches
 
 __all__ = ["AdaptationConfig", "SeedCurve", "adaptation_curve", "adaptation_table", "summarise"]
 
@@ -273,7 +274,7 @@ def adaptation_table(report: Mapping[str, Any], a: str = "metaiqa", b: str = "ba
 
 def adaptation_plot(report: Mapping[str, Any], out: str | Path, title: str = "") -> Path:
     """SROCC against n (categorical axis, so n = 0 shows), one line per prior with its 95 % CI band."""
-    from metalearn_iqa.plots import _new_axes, _save
+    from metalearn_iqa.protocols.plots import _new_axes, _save
 
     fig, ax = _new_axes((6.4, 4.2))
     for prior, by_n in report["adaptation"].items():
