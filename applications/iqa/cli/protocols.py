@@ -160,7 +160,10 @@ def cross(
 @friendly_errors
 @click.option("--out", type=click.Path(), default=None, help="[outputs/demo]")
 @click.option(
-    "--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds (content split, init, sampling)."
+    "--seeds",
+    default="0,1,2",
+    show_default=True,
+    help="Comma-separated seeds (content split, init, sampling).",
 )
 @click.option(
     "--epochs", type=click.FloatRange(min=0, min_open=True), default=None, help="Override the priors' budget."
