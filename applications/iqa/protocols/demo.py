@@ -40,6 +40,7 @@ from metalearn_iqa.protocols.adaptation import SeedCurve, adaptation_curve, adap
 from metalearn_iqa.protocols.demo_report import report_table, seen_target_note
 from metalearn_iqa.protocols.heldout import (
     DemoConfig,
+    Split,
     choose_rates,
     split_contents,
     train_or_reuse,
@@ -47,6 +48,7 @@ from metalearn_iqa.protocols.heldout import (
 )
 from metalearn_iqa.protocols.plots import srocc_bars, training_curves
 from metalearn_iqa.protocols.report import write_report
+from metalearn_iqa.training.prior import load_prior
 
 SEEN_TARGET = 0.6
 """The seen-type SROCC a prior is expected to reach on held-out contents; the demo says when one does not."""
@@ -86,12 +88,26 @@ def run_demo(
         )
         print(f"{algorithm}: rate {rate:g}, chosen on validation contents (SROCC {tried})")
 
-    jobs = [(config, seed, out_dir, rates, resume, overwrite) for seed in config.seeds]
-    if config.workers > 1 and len(jobs) > 1:
-        with multiprocessing.get_context("spawn").Pool(min(config.workers, len(jobs))) as pool:
-            runs = pool.starmap(run_seed, jobs)
+    # Two phases, each a list of independent jobs (so 2 workers stay busy whatever the number of seeds):
+    # every (seed, prior) trains and reads the seen types, then every seed runs its adaptation curve on
+    # the priors written to disk.
+    trained = [
+        (config, seed, a, out_dir, rates, resume, overwrite)
+        for seed in config.seeds
+        for a in config.algorithms
+    ]
+    adapt = [(config, seed, out_dir) for seed in config.seeds]
+    if config.workers > 1:
+        with multiprocessing.get_context("spawn").Pool(min(config.workers, len(trained))) as pool:
+            priors = pool.starmap(train_seed_prior, trained)
+            curves_ = pool.starmap(adapt_seed, adapt)
     else:
-        runs = [run_seed(*job, store=store) for job in jobs]
+        priors = [train_seed_prior(*job, store=store) for job in trained]
+        curves_ = [adapt_seed(*job, store=store) for job in adapt]
+    runs: list[dict[str, Any]] = [
+        {"seed": seed, "priors": {p["algorithm"]: p for p in priors if p["seed"] == seed}} | curve
+        for seed, curve in zip(config.seeds, curves_)
+    ]
 
     curves = [SeedCurve(r["seed"], r["curve"]) for r in runs]
     summary = summarise(curves, "metaiqa", "baseline")
@@ -126,47 +142,60 @@ def _seen(model: torch.nn.Module, test: list[IQARecord], store: ImageStore) -> t
     return srocc(pred, true, warn=False), per_type
 
 
-def run_seed(
+def _seed_split(config: DemoConfig, seed: int, store: ImageStore | None) -> tuple[Split, ImageStore]:
+    torch.set_num_threads(config.threads)
+    records = load_synthetic(default_root(config.synthetic), config.synthetic)
+    store = store if store is not None else ImageStore(capacity=len(records) + 16)
+    return split_contents(records, config, seed), store
+
+
+def train_seed_prior(
     config: DemoConfig,
     seed: int,
+    algorithm: str,
     out_dir: Path,
     rates: dict[str, float],
     resume: bool,
     overwrite: bool,
     store: ImageStore | None = None,
 ) -> dict[str, Any]:
-    """One seed: train (or reuse) every prior, read the seen types, run the adaptation curve."""
-    torch.set_num_threads(config.threads)
-    records = load_synthetic(default_root(config.synthetic), config.synthetic)
-    store = store if store is not None else ImageStore(capacity=len(records) + 16)
-    split = split_contents(records, config, seed)
-    priors: dict[str, torch.nn.Module] = {}
-    run: dict[str, Any] = {"seed": seed, "priors": {}}
-    for algorithm, prior in config.priors(seed, len(split.train), rates).items():
-        run_dir = out_dir / f"seed{seed}" / f"prior-{algorithm}"
-        t0 = time.perf_counter()
-        model = train_or_reuse(prior, split.train, run_dir, store, resume, overwrite)
-        train_s = time.perf_counter() - t0
-        seen, per_type = _seen(model, split.seen_test, store)
-        per = prior.passes_per_iteration()
-        rows = read_metrics(run_dir / "checkpoint")
-        run["priors"][algorithm] = {
-            "seen_srocc": seen,
-            "seen_per_type": per_type,
-            "passes": prior.passes(len(split.train)),
-            "train_seconds": train_s,
-            "loss_curve": [(int(r["iteration"]) * per, r["loss"]) for r in rows],
-        }
-        priors[algorithm] = model
-        print(f"seed {seed} {algorithm}: seen-type SROCC {_f3(seen)} ({train_s:.0f} s training)", flush=True)
+    """One seed's prior of `algorithm`: trained (or reused) in `out_dir/seedN/prior-<algorithm>`, read on
+    the seen types."""
+    split, store = _seed_split(config, seed, store)
+    prior = config.priors(seed, len(split.train), rates)[algorithm]
+    run_dir = out_dir / f"seed{seed}" / f"prior-{algorithm}"
+    t0 = time.perf_counter()
+    model = train_or_reuse(prior, split.train, run_dir, store, resume, overwrite)
+    train_s = time.perf_counter() - t0
+    seen, per_type = _seen(model, split.seen_test, store)
+    per = prior.passes_per_iteration()
+    rows = read_metrics(run_dir / "checkpoint")
+    print(f"seed {seed} {algorithm}: seen-type SROCC {_f3(seen)} ({train_s:.0f} s training)", flush=True)
+    return {
+        "seed": seed,
+        "algorithm": algorithm,
+        "seen_srocc": seen,
+        "seen_per_type": per_type,
+        "passes": prior.passes(len(split.train)),
+        "train_seconds": train_s,
+        "loss_curve": [(int(r["iteration"]) * per, r["loss"]) for r in rows],
+    }
+
+
+def adapt_seed(
+    config: DemoConfig, seed: int, out_dir: Path, store: ImageStore | None = None
+) -> dict[str, Any]:
+    """One seed's adaptation curve of the priors `train_seed_prior` wrote."""
+    split, store = _seed_split(config, seed, store)
+    priors = {a: load_prior(out_dir / f"seed{seed}" / f"prior-{a}") for a in config.algorithms}
     t0 = time.perf_counter()
     curve = adaptation_curve(priors, split.adapt, split.unseen_test, config.adaptation(), seed, store)
-    run |= {"curve": curve.srocc, "lr": curve.lr, "adaptation_seconds": time.perf_counter() - t0}
+    seconds = time.perf_counter() - t0
     line = "; ".join(
         f"{a} " + ", ".join(f"n={n}: {_f3(v)}" for n, v in curve.curve(a).items()) for a in priors
     )
-    print(f"seed {seed} held-out types, SROCC by n: {line} ({run['adaptation_seconds']:.0f} s)", flush=True)
-    return run
+    print(f"seed {seed} held-out types, SROCC by n: {line} ({seconds:.0f} s)", flush=True)
+    return {"curve": curve.srocc, "lr": curve.lr, "adaptation_seconds": seconds}
 
 
 def _results(runs: list[dict[str, Any]], config: DemoConfig) -> dict[str, dict[str, Any]]:
@@ -199,7 +228,9 @@ def _results(runs: list[dict[str, Any]], config: DemoConfig) -> dict[str, dict[s
 
 
 def _run_entry(run: dict[str, Any], algorithm: str) -> dict[str, Any]:
-    prior = {k: v for k, v in run["priors"][algorithm].items() if k != "loss_curve"}
+    prior = {
+        k: v for k, v in run["priors"][algorithm].items() if k not in ("loss_curve", "algorithm", "seed")
+    }
     return {"seed": run["seed"], **prior, "adaptation": run["curve"][algorithm], "lr": run["lr"][algorithm]}
 
 
