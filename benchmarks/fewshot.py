@@ -20,8 +20,12 @@ steps at `--lr`; the outer optimizer step, the same for all, is left out):
 Parity first: before anything is timed, each of ours and its learn2learn counterpart give the same
 meta-gradient on the first two episodes, in float64, to the tests' tolerances (the largest difference is
 printed). Timing: one untimed run each, then `--repeats` rounds running every peer in turn; medians, and
-each of ours as learn2learn's seconds / ours (> 1: we are faster). Memory: the peak memory growth over two
-meta-iterations of each peer alone in a subprocess (`peers/memory.py`), as a ratio to `plain`'s.
+each of ours as learn2learn's seconds / ours (> 1: we are faster), in wall-clock and in CPU seconds (on a
+shared machine the CPU seconds are the steadier measure of the work; both are printed). Memory, each peer
+alone in a subprocess over two meta-iterations (`peers/memory.py`), as ratios to `plain`'s: the peak growth
+of the resident set (includes what glibc's allocator keeps cached, so it depends on the order of
+allocations) and the peak of live tensor bytes (`torch.profiler`'s memory events; on CUDA the allocator's
+peak): what the algorithm itself needs.
 
     python benchmarks/fewshot.py --threads 1 --repeats 5               # Omniglot-sized, 32 tasks
     python benchmarks/fewshot.py --peers maml,l2l-maml --steps 5 --no-memory
@@ -40,7 +44,7 @@ from dataclasses import asdict
 
 import torch
 from peers.episodic import L2L_PEERS, Episode, Gradient, Maker, Run, Setting, plain_step
-from peers.memory import in_subprocesses, peak_growth
+from peers.memory import in_subprocesses, peak_growth, tensor_peak
 from torch.nn.functional import cross_entropy
 
 from metalearn.algorithms import get_algorithm
@@ -105,31 +109,52 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_interleaved(runs: dict[str, Run], repeats: int, device: str) -> dict[str, list[float]]:
+def time_interleaved(
+    runs: dict[str, Run], repeats: int, device: str
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall-clock and CPU seconds (this process's, all threads) of each run, `repeats` interleaved rounds."""
     for run in runs.values():  # untimed: first-call costs (allocations, lazy parameters) left out
         run()
-    samples: dict[str, list[float]] = {name: [] for name in runs}
+    wall: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
             sync(device)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             run()
             sync(device)
-            samples[name].append(time.perf_counter() - start)
-    return samples
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return wall, cpu
 
 
-def table(seconds: dict[str, float], memory: dict[str, float]) -> str:
+def _ratio_to_l2l(seconds: dict[str, float], name: str) -> str:
+    other = COUNTERPART.get(name)
+    return f"{seconds[other] / seconds[name]:.2f}x" if other in seconds else "-"
+
+
+def _memory_cells(memory: dict[str, float], name: str) -> str:
+    if name not in memory:
+        return "- | -"
+    return f"{memory[name] / 2**20:.1f} | {memory[name] / memory['plain']:.2f}x"
+
+
+def table(
+    seconds: dict[str, float], cpu: dict[str, float], rss: dict[str, float], tensors: dict[str, float]
+) -> str:
+    """Medians per peer: wall and CPU seconds, ours against learn2learn (> 1: ours faster) on each, and
+    peak memory (resident set, and live tensors) against the plain step."""
     lines = [
-        "| peer | s / meta-iteration | l2l s / ours (> 1: ours faster) | time vs plain | peak MiB | memory vs plain |",
-        "|---|---|---|---|---|---|",
+        "| peer | wall s | CPU s | l2l / ours (wall) | l2l / ours (CPU) | CPU vs plain "
+        "| peak RSS MiB | RSS vs plain | peak tensors MiB | tensors vs plain |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, sec in seconds.items():
-        other = COUNTERPART.get(name)
-        speed = f"{seconds[other] / sec:.2f}x ({other})" if other in seconds else "-"
-        mem = memory.get(name)
-        mem_txt = f"{mem / 2**20:.1f} | {mem / memory['plain']:.2f}x" if mem is not None else "- | -"
-        lines.append(f"| {name} | {sec:.3f} | {speed} | {sec / seconds['plain']:.2f}x | {mem_txt} |")
+    for name in seconds:
+        lines.append(
+            f"| {name} | {seconds[name]:.3f} | {cpu[name]:.3f} | {_ratio_to_l2l(seconds, name)} "
+            f"| {_ratio_to_l2l(cpu, name)} | {cpu[name] / cpu['plain']:.2f}x "
+            f"| {_memory_cells(rss, name)} | {_memory_cells(tensors, name)} |"
+        )
     return "\n".join(lines)
 
 
@@ -153,6 +178,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (2 tasks, 8 filters): seconds")
     parser.add_argument("--json", help="write the measurements to this file")
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-of-tensors", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.tasks, args.queries, args.filters, args.repeats = 2, 2, 8, 2
@@ -189,7 +215,8 @@ def main(argv: list[str]) -> None:
     )
     if args.memory_of is not None:
         run = PEERS[args.memory_of](s, s.episodes(torch.float32), torch.float32)
-        print(peak_growth(run, 2, args.device))
+        measure = tensor_peak if args.memory_of_tensors else peak_growth
+        print(measure(run, 2, args.device))
         return
     parity = check_parity(s, args.names)
     print(
@@ -199,32 +226,43 @@ def main(argv: list[str]) -> None:
     )
     episodes = s.episodes(torch.float32)
     runs = {name: PEERS[name](s, episodes, torch.float32) for name in args.names}
-    samples = time_interleaved(runs, args.repeats, args.device)
+    samples, cpu_samples = time_interleaved(runs, args.repeats, args.device)
     seconds = {name: statistics.median(v) for name, v in samples.items()}
+    cpu = {name: statistics.median(v) for name, v in cpu_samples.items()}
     if args.no_memory:
         memory: dict[str, float] = {}
+        tensors: dict[str, float] = {}
     else:
         measured = ["fomaml", "plain"] if args.quick else args.names
-        memory = in_subprocesses(__file__, argv, [n for n in measured if n in args.names])
+        chosen = [n for n in measured if n in args.names]
+        memory = in_subprocesses(__file__, argv, chosen)
+        tensors = in_subprocesses(__file__, [*argv, "--memory-of-tensors"], chosen)
     print(
         f"\nconv-4 {s.filters} filters, {s.channels}x{s.size}x{s.size}, {s.ways}-way 1-shot, {s.queries} queries a "
         f"class, {s.tasks} tasks, {s.steps} inner step(s) at lr {s.lr}, {args.threads} thread(s), {s.device}; "
         f"median of {args.repeats} interleaved rounds"
     )
-    print(table(seconds, memory))
+    print(table(seconds, cpu, memory, tensors))
     if args.json:
         report = {
             "args": {k: v for k, v in vars(args).items() if k != "names"},
             "parity_max_abs_difference": parity,
             "seconds": seconds,
             "samples": samples,
+            "cpu_seconds": cpu,
+            "cpu_samples": cpu_samples,
             "speed_vs_l2l": {
                 n: seconds[COUNTERPART[n]] / seconds[n]
                 for n in OURS
                 if COUNTERPART[n] in seconds and n in seconds
             },
+            "speed_vs_l2l_cpu": {
+                n: cpu[COUNTERPART[n]] / cpu[n] for n in OURS if COUNTERPART[n] in cpu and n in cpu
+            },
             "memory_bytes": memory,
             "memory_vs_plain": {n: m / memory["plain"] for n, m in memory.items()},
+            "tensor_peak_bytes": tensors,
+            "tensor_peak_vs_plain": {n: m / tensors["plain"] for n, m in tensors.items()},
         }
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)

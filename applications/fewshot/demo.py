@@ -40,7 +40,7 @@ class DemoConfig:
     new head for `finetune_steps` Adam steps at `finetune_lr`. Every network is the conv-4 with `hidden`
     filters (32, as MAML on mini-ImageNet: the CPU budget)."""
 
-    iterations: int = 300
+    iterations: int = 250
     hidden: int = 32
     tasks_per_batch: int = 4
     ways: int = 5

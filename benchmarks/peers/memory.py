@@ -46,6 +46,29 @@ def peak_growth(run: Callable[[], object], times: int = 2, device: str = "cpu") 
     return float(max(peak[0], current_rss_bytes()) - base)
 
 
+def tensor_peak(run: Callable[[], object], times: int = 2, device: str = "cpu") -> float:
+    """Peak bytes of live tensors over `times` calls of `run`, above what was live before the first.
+
+    On CUDA: `torch.cuda.max_memory_allocated`. On the CPU: the running sum of the allocations and frees
+    that `torch.profiler` records (`profile_memory=True`), so what the allocator keeps cached (glibc's
+    arenas, which the resident set includes) is left out: the memory the algorithm itself needs."""
+    if device.startswith("cuda"):
+        return peak_growth(run, times, device)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        for _ in range(times):
+            run()
+    results = prof.profiler.kineto_results if prof.profiler is not None else None
+    assert results is not None, "torch.profiler recorded nothing"
+    events = sorted((e for e in results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns())
+    live = peak = 0
+    for event in events:
+        live += event.nbytes()
+        peak = max(peak, live)
+    return float(peak)
+
+
 def in_subprocesses(script: str, argv: list[str], names: list[str]) -> dict[str, float]:
     """Run `script argv --memory-of NAME` for each name, one at a time; each prints its peak (bytes) last."""
     out = {}

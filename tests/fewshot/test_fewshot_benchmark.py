@@ -24,7 +24,7 @@ def test_quick_run_checks_parity_times_every_peer_and_measures_memory(tmp_path: 
     out = tmp_path / "fewshot.json"
     done = run("--quick", "--json", str(out))
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "| maml |" in done.stdout and "(l2l-maml)" in done.stdout
+    assert "| maml |" in done.stdout and "| l2l / ours (CPU) |" in done.stdout
     report = json.loads(out.read_text())
     assert set(report["parity_max_abs_difference"]) == set(OURS)
     assert all(d <= 1e-9 for d in report["parity_max_abs_difference"].values())
@@ -36,6 +36,10 @@ def test_quick_run_checks_parity_times_every_peer_and_measures_memory(tmp_path: 
     assert set(report["memory_bytes"]) == {"fomaml", "plain"}
     assert all(m > 0 for m in report["memory_bytes"].values())
     assert report["memory_vs_plain"]["plain"] == 1.0
+    assert set(report["tensor_peak_bytes"]) == {"fomaml", "plain"}
+    assert all(m > 0 for m in report["tensor_peak_bytes"].values())
+    assert all(len(report["cpu_samples"][p]) == 2 and report["cpu_seconds"][p] > 0 for p in peers)
+    assert set(report["speed_vs_l2l_cpu"]) == set(OURS)
 
 
 @pytest.mark.parametrize(
