@@ -14,7 +14,8 @@ Seeds run in parallel processes (`--jobs`, one thread each); each seed's reading
 (the demo's schema: `results`, `seeds`, `adaptation`, `paired`, plus `verdicts`, per-seed readings and the
 settings), `adaptation.md` and `adaptation.png` (SROCC against n, mean and 95 % CI bands).
 
-python benchmarks/iqa_adaptation.py --seeds 0 1 2 3 4 --jobs 2 --out runs/iqa-adaptation
+python benchmarks/iqa_adaptation.py --seeds 0 1 2 3 4 --priors metaiqa baseline scratch --lr-candidates 3e-4 1e-3 \
+    --jobs 2 --out runs/iqa-adaptation    # docs/results.md: what it measured
 """
 
 from __future__ import annotations
