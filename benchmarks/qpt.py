@@ -165,7 +165,7 @@ def demo_readings(path: Path, seed: int) -> dict[str, Any]:
     """The baseline's and MetaIQA's readings for `seed` from a demo report (`demo.json` of `metalearn iqa
     demo` or `benchmarks/demo_seeds.py`): the same priors and evaluation this script would compute."""
     report = json.loads(path.read_text())
-    ignore = ("seeds", "threads")
+    ignore = ("seeds", "threads", "workers", "shots", "adapt_steps", "adapt_lr_candidates")  # not the priors
     expected = json.loads(json.dumps(dataclasses.asdict(DemoConfig()), default=str))
     diffs = settings_diff(
         {k: v for k, v in report["config"].items() if k not in ignore},

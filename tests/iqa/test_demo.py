@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
+from metalearn.stats import NOT_DISTINGUISHABLE, ci_half_width
 from metalearn_iqa.data.synthetic import SyntheticConfig, generate_synthetic, load_synthetic
 from metalearn_iqa.model.network import ModelConfig
-from metalearn_iqa.protocols.demo import run_demo, verdict
+from metalearn_iqa.protocols.demo import run_demo
+from metalearn_iqa.protocols.demo_report import _verdict, seen_target_note
 from metalearn_iqa.protocols.heldout import DemoConfig, split_contents
 
 SYNTHETIC = SyntheticConfig(
@@ -39,7 +42,11 @@ def _config(**changes: object) -> DemoConfig:
         crop=32,
         batch_size=4,
         finetune_epochs=1,
+        shots=(0, 2, 4),
+        adapt_steps=2,
+        adapt_lr_candidates=(1e-3,),
         threads=1,
+        workers=1,
         model=ModelConfig(backbone="small", width=4, hidden=8),
         synthetic=SYNTHETIC,
     )
@@ -79,47 +86,101 @@ def test_split_keeps_every_content_on_one_side_and_types_apart(database: Path) -
     assert {r.reference for r in other.train} != {r.reference for r in split.train} or len(records) < 2
 
 
-def test_demo_report_holds_what_scripts_read_at_equal_passes(database: Path, tmp_path: Path) -> None:
+def _check_stats(entry: dict) -> None:
+    """A reported {"mean", "ci95", "per_seed"}: the mean of its per-seed values and their t half-width."""
+    assert entry["mean"] == pytest.approx(sum(entry["per_seed"]) / len(entry["per_seed"]))
+    assert entry["ci95"] == pytest.approx(ci_half_width(entry["per_seed"]))
+
+
+def test_demo_report_holds_the_adaptation_curve_and_paired_differences(
+    database: Path, tmp_path: Path
+) -> None:
     report = run_demo(_config(), tmp_path / "demo")
     written = json.loads((tmp_path / "demo" / "demo.json").read_text())
     results = written["results"]
-    assert set(results) == {"metaiqa", "baseline"}
+    assert set(results) == {"metaiqa", "baseline"} and written["seeds"] == [0, 1]
     for entry in results.values():
         for key in ("seen_srocc", "unseen_srocc_zero_shot", "unseen_srocc_finetuned"):
             assert -1.0 <= entry[key] <= 1.0
-        assert entry["passes"] > 0
+        assert entry["passes"] > 0 and len(entry["seen_srocc_per_seed"]) == 2
     assert results["metaiqa"]["passes"] == results["baseline"]["passes"]
     assert written["rates"]["baseline"] in (1e-3, 3e-3) and written["rates"]["metaiqa"] == 2e-3
     assert set(written["rate_search"]["baseline"]) == {"0.001", "0.003"}
-    assert [r["seed"] for r in written["runs"]["metaiqa"]] == [0, 1]
-    assert "seed spread" in report["table"]
-    for plot in ("scatter.png", "srocc_per_type.png", "training_curves.png"):
+    for algorithm in ("metaiqa", "baseline"):
+        curve = written["adaptation"][algorithm]
+        assert list(curve) == ["0", "2", "4"]
+        for n, entry in curve.items():
+            assert len(entry["per_seed"]) == 2
+            _check_stats(entry)
+            runs = written["runs"][
+                algorithm
+            ]  # per seed, one held-out type: its per-seed value is that type's
+            assert entry["per_seed"] == pytest.approx([r["adaptation"][n]["10"] for r in runs])
+        assert results[algorithm]["unseen_srocc_finetuned"] == pytest.approx(curve["4"]["mean"])
+        assert results[algorithm]["unseen_srocc_zero_shot"] == pytest.approx(curve["0"]["mean"])
+    for n, entry in written["paired"].items():
+        _check_stats(entry)
+        meta, base = written["adaptation"]["metaiqa"][n], written["adaptation"]["baseline"][n]
+        assert entry["per_seed"] == pytest.approx([a - b for a, b in zip(meta["per_seed"], base["per_seed"])])
+    assert "Verdict" in report["table"] and written["seen_target_note"] in report["table"]
+    for plot in ("adaptation.png", "srocc_per_type.png", "training_curves.png"):
         assert (tmp_path / "demo" / plot).stat().st_size > 0
 
 
-def _summary(meta: list[float], base: list[float]) -> dict:
-    return {
-        "metaiqa": {"unseen_finetuned_per_seed": meta},
-        "baseline": {"unseen_finetuned_per_seed": base},
+def test_seeds_in_worker_processes_give_the_same_numbers(database: Path, tmp_path: Path) -> None:
+    """Same seed, same thread count: the same priors and readings whether seeds run in one process or two."""
+    config = _config(rate_candidates={}, seeds=(0, 1))
+    one = run_demo(config, tmp_path / "one")
+    two = run_demo(_config(rate_candidates={}, seeds=(0, 1), workers=2), tmp_path / "two")
+    assert one["adaptation"] == two["adaptation"] and one["paired"] == two["paired"]
+    assert [r["seen_srocc"] for r in one["runs"]["metaiqa"]] == [
+        r["seen_srocc"] for r in two["runs"]["metaiqa"]
+    ]
+
+
+def _summary(diffs: dict[int, tuple[float, float]]) -> dict:
+    paired = {n: {"mean": m, "ci95": c, "per_seed": []} for n, (m, c) in diffs.items()}
+    verdicts = {
+        n: NOT_DISTINGUISHABLE if abs(m) <= c else ("metaiqa better" if m > 0 else "baseline better")
+        for n, (m, c) in diffs.items()
     }
+    return {"paired": paired, "verdicts": verdicts}
 
 
-def test_verdict_says_whether_the_gap_beats_the_seed_spread() -> None:
-    assert "larger than the spread, in favour of metaiqa" in verdict(
-        _summary([0.6, 0.62, 0.61], [0.5, 0.5, 0.52])
+def test_verdict_follows_the_paired_confidence_interval() -> None:
+    text = _verdict(_summary({5: (0.10, 0.05), 10: (0.02, 0.05), 20: (-0.08, 0.03)}))
+    assert "n = 5: metaiqa better (+0.100 ± 0.050)" in text and "n = 20: baseline better" in text
+    assert "not distinguishable at n = 10" in text
+    assert "not distinguishable at this budget at any n" in _verdict(
+        _summary({5: (0.1, 0.2), 10: (0.0, 0.1)})
     )
-    assert "in favour of baseline" in verdict(_summary([0.5, 0.5], [0.6, 0.61]))
-    assert "NOT larger than the spread" in verdict(_summary([0.6, 0.4], [0.5, 0.5]))
-    assert "one seed" in verdict(_summary([0.6], [0.5]))
-    assert "undefined" in verdict(_summary([float("nan"), 0.6], [0.5, 0.5]))  # a constant predictor
+    assert _verdict({"paired": {}, "verdicts": {}}) == ""
+
+
+def test_seen_target_note_names_the_priors_below_it() -> None:
+    results = {"metaiqa": {"seen_srocc": 0.4, "passes": 990}, "baseline": {"seen_srocc": 0.65, "passes": 990}}
+    note = seen_target_note(results, 0.6)
+    assert note.startswith("metaiqa below seen-type SROCC 0.6") and "half its passes" in note
+    results["baseline"]["seen_srocc"] = math.nan  # undefined counts as not reaching it
+    assert "metaiqa, baseline below" in seen_target_note(results, 0.6)
+    results = {"baseline": {"seen_srocc": 0.7, "passes": 990}}
+    assert seen_target_note(results, 0.6).startswith("every prior reaches")
+
+
+def test_demo_config_refuses_what_it_cannot_honour() -> None:
+    with pytest.raises(ValueError, match="shots"):
+        _config(shots=(0, 1, 5))
+    with pytest.raises(ValueError, match="seeds"):
+        _config(seeds=(1, 1))
+    with pytest.raises(ValueError, match="workers"):
+        _config(workers=0)
 
 
 def test_demo_readings_of_a_constant_predictor_are_undefined() -> None:
-    from metalearn_iqa.protocols.demo import _f3, _mean_std
+    from metalearn_iqa.protocols.demo import _f3
     from metalearn_iqa.protocols.heldout import nan_if_undefined
 
-    mean, std = _mean_std([0.5, nan_if_undefined(None)])
-    assert _f3(mean) == _f3(std) == "undefined" and _f3(0.25) == "0.250"
+    assert _f3(nan_if_undefined(None)) == "undefined" and _f3(0.25) == "0.250"
 
 
 def test_a_rate_that_diverges_is_never_chosen(

@@ -21,6 +21,7 @@ from metalearn_iqa.model.network import IMAGENET_MEAN, IMAGENET_STD
 from metalearn_iqa.training.tasks import (
     CropBatches,
     DistortionTaskSampler,
+    MixedTaskSampler,
     TaskConfig,
     epoch_batches,
     training_batches,
@@ -166,7 +167,34 @@ def test_records_without_a_type_cannot_form_tasks(records: list[IQARecord]) -> N
         DistortionTaskSampler([], _config())
 
 
-@pytest.mark.parametrize("bad", [{"crop": 16}, {"batch_size": 0}, {"support_fraction": 1.0}])
+def test_mixed_tasks_hold_every_type_split_by_content(records: list[IQARecord]) -> None:
+    sampler = MixedTaskSampler(records, _config(composition="mixed"), ImageStore())
+    for seed in range(4):
+        for task in sampler.sample(2, torch.Generator().manual_seed(seed)):
+            support, query = _crops(task.support).records, _crops(task.query).records
+            assert {r.distortion for r in support} == {r.distortion for r in query} == set(KADID_TYPES)
+            assert not _refs(task.support) & _refs(task.query)
+            assert len(support) + len(query) == len(records)
+    again = MixedTaskSampler(records, _config(composition="mixed"), ImageStore())
+    first = sampler.sample(1, torch.Generator().manual_seed(3))[0]
+    assert _refs(again.sample(1, torch.Generator().manual_seed(3))[0].support) == _refs(first.support)
+
+
+def test_prior_trainer_samples_mixed_tasks_when_asked(records: list[IQARecord]) -> None:
+    from metalearn_iqa.model.network import ModelConfig
+    from metalearn_iqa.training.prior import PriorConfig, make_trainer
+
+    model = ModelConfig(backbone="small", width=4, hidden=8)
+    for composition, sampler in (("type", DistortionTaskSampler), ("mixed", MixedTaskSampler)):
+        prior = PriorConfig(
+            algorithm="metaiqa", iterations=1, task=_config(composition=composition), model=model
+        )
+        assert isinstance(make_trainer(prior, records, ImageStore()).sampler, sampler)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"crop": 16}, {"batch_size": 0}, {"support_fraction": 1.0}, {"composition": "per-type"}]
+)
 def test_task_config_rejects_bad_values(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         _config(**bad)

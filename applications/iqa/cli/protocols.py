@@ -170,7 +170,7 @@ def cross(
 @click.option(
     "--seeds",
     type=DistinctInts(0),
-    default="0,1",
+    default="0,1,2",
     show_default=True,
     help="Comma-separated seeds (content split, init, sampling).",
 )

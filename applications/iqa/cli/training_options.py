@@ -57,6 +57,7 @@ class PriorOptions:
     outer_lr: float
     outer_optimizer: str
     freeze_batchnorm: bool
+    task_composition: str
     train_crop: int
     batch_size: int
     seed: int
@@ -87,7 +88,12 @@ class PriorOptions:
                 freeze_batchnorm=self.freeze_batchnorm,
                 seed=self.seed,
             ),
-            task=TaskConfig(crop=self.train_crop, batch_size=self.batch_size, batches=self.inner_steps),
+            task=TaskConfig(
+                crop=self.train_crop,
+                batch_size=self.batch_size,
+                batches=self.inner_steps,
+                composition=self.task_composition,
+            ),
             model=model.config(),
             init=init,
         )
@@ -156,6 +162,15 @@ _prior_group = option_group(
             default=False,
             show_default=True,
             help="Run BatchNorm layers in eval mode while training (one-type task batches hide how types compare).",
+        ),
+        click.option(
+            "--task-composition",
+            type=click.Choice(["type", "mixed"]),
+            default="type",
+            show_default=True,
+            help="type: each task one distortion type (the paper's); mixed: each task's support and query "
+            "from every training type (keeps first-order MetaIQA from collapsing at k >= 3 or with "
+            "BatchNorm when --tasks-per-batch is 1; docs/results.md).",
         ),
         TRAIN_CROP_OPTION,
         click.option(

@@ -26,6 +26,7 @@ from metalearn_iqa.evaluation.metrics import srocc
 from metalearn_iqa.evaluation.predict import EvalConfig, evaluate_records, predict_records
 from metalearn_iqa.images.store import ImageStore
 from metalearn_iqa.model.network import ModelConfig
+from metalearn_iqa.protocols.adaptation import AdaptationConfig
 from metalearn_iqa.training.finetune import FinetuneConfig, finetune
 from metalearn_iqa.training.prior import (
     PRIOR_FILE,
@@ -44,7 +45,7 @@ class DemoConfig:
 
     held_out: tuple[int, ...] = (3, 10, 13)  # motion blur, JPEG, impulse noise
     algorithms: tuple[str, ...] = ("metaiqa", "baseline")
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2)
     epochs: float = 6.0
     tasks_per_batch: int = 1
     inner_steps: int = 1
@@ -68,9 +69,32 @@ class DemoConfig:
     batch_size: int = 16
     finetune_epochs: int = 10
     finetune_lr: float = 1e-3
-    threads: int = 2
+    shots: tuple[int, ...] = (0, 5, 10, 20)  # the adaptation curve: n labelled images of a held-out type
+    adapt_steps: int = 20  # fine-tuning Adam steps at every n, for every prior
+    adapt_lr_candidates: tuple[float, ...] = (3e-4, 1e-3)  # chosen per type on the other types' validation
+    threads: int = 1
+    workers: int = 2  # seeds trained at once (processes of `threads` threads each)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(backbone="small", hidden=128, norm="none"))
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    def __post_init__(self) -> None:
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct and at least one, got {self.seeds}")
+        if self.threads < 1 or self.workers < 1:
+            raise ValueError(f"threads and workers must be >= 1, got {self.threads} and {self.workers}")
+        self.adaptation()  # refuses shots, steps or rates it cannot honour, before any training
+
+    def adaptation(self) -> AdaptationConfig:
+        """The adaptation-curve protocol on the held-out types (`metalearn_iqa.protocols.adaptation`)."""
+        return AdaptationConfig(
+            held_out=self.held_out,
+            shots=self.shots,
+            steps=self.adapt_steps,
+            batch_size=self.batch_size,
+            lr_candidates=self.adapt_lr_candidates,
+            validation_fraction=self.validation_fraction,
+            crop=self.crop,
+        )
 
     def finetune_config(self, seed: int) -> FinetuneConfig:
         """How a prior is fine-tuned on each held-out type's adaptation contents."""

@@ -28,6 +28,7 @@ from metalearn_iqa.model.weights import build_model, init_label, load_model, rea
 from metalearn_iqa.training.algorithms import ALGORITHM_SETTINGS, build_algorithm, check_honoured
 from metalearn_iqa.training.tasks import (
     DistortionTaskSampler,
+    MixedTaskSampler,
     PooledBatchSampler,
     TaskConfig,
     check_batch_fits,
@@ -187,8 +188,11 @@ class PriorConfig:
     def settings(self) -> dict[str, Any]:
         """The fields that change the weights, which a resumed run must keep, in the record's historical
         form: all but `BUDGET_FIELDS`, the trainer's `RECORDED_TRAINER_FIELDS` among them; an unset `init`
-        and the default `inner_optimizer` are left out, so runs from before they existed still resume."""
+        and the default `inner_optimizer` and task `composition` are left out, so runs from before they
+        existed still resume."""
         record = self.to_dict()
+        if record["task"].get("composition") == "type":
+            record["task"] = {k: v for k, v in record["task"].items() if k != "composition"}
         keep = [k for k in record if k not in TRAINER_FIELDS and k not in BUDGET_FIELDS]
         keep += RECORDED_TRAINER_FIELDS
         skip = {"init": "", "inner_optimizer": "adam"}
@@ -262,6 +266,8 @@ def make_trainer(
     sampler: TaskSampler
     if config.is_plain:
         sampler = PooledBatchSampler(records, config.task, store)
+    elif config.task.composition == "mixed":
+        sampler = MixedTaskSampler(records, config.task, store)
     else:
         sampler = DistortionTaskSampler(records, config.task, store)
     trainer_config = dataclasses.replace(

@@ -16,6 +16,9 @@ from metalearn_iqa.images.loader import CropSpec
 from metalearn_iqa.images.store import ImageStore
 from metalearn_iqa.images.transforms import crop_corner, fit_shape
 
+COMPOSITIONS = ("type", "mixed")
+"""What one task holds: one distortion type's images, or images of every training type."""
+
 
 @dataclass(frozen=True)
 class TaskConfig:
@@ -24,12 +27,18 @@ class TaskConfig:
     Each support (query) set is `batches` batches of `batch_size` random `crop` x `crop` crops (randomly
     flipped) of images whose reference is on that side of the split; `support_fraction` of a type's
     references go to the support side.
+
+    `composition`: "type" (the paper's) makes each task one distortion type; "mixed" draws each task's
+    support and query from all the training types (split by content the same way). Mixed tasks are what
+    keeps first-order MetaIQA from collapsing with k >= 3 inner steps or BatchNorm at one task per
+    meta-batch (docs/results.md); more tasks per meta-batch (the paper's T = 5) average over types too.
     """
 
     crop: int = 224
     batch_size: int = 8
     batches: int = 6
     support_fraction: float = 0.5
+    composition: str = "type"
 
     def __post_init__(self) -> None:
         if self.crop < 32:
@@ -38,6 +47,8 @@ class TaskConfig:
             raise ValueError("batch_size and batches must be at least 1")
         if not 0.0 < self.support_fraction < 1.0:
             raise ValueError(f"support_fraction must be in (0, 1), got {self.support_fraction}")
+        if self.composition not in COMPOSITIONS:
+            raise ValueError(f"composition must be one of {COMPOSITIONS}, got {self.composition!r}")
 
 
 class CropBatches:
@@ -195,6 +206,39 @@ class DistortionTaskSampler:
         else:
             picks = torch.randint(len(self.types), (n,), generator=generator).tolist()
         return prefetch([self.task(self.types[i], generator) for i in picks])
+
+
+class MixedTaskSampler:
+    """A `TaskSampler` whose tasks mix every training type: support and query are images of all the types,
+    split by content (`TaskConfig.composition = "mixed"`)."""
+
+    def __init__(
+        self, records: Sequence[IQARecord], config: TaskConfig, store: ImageStore | None = None
+    ) -> None:
+        if len({r.reference or r.path for r in records}) < 2:
+            raise DatasetError("mixed tasks need images of at least two references (support and query)")
+        self.records = list(records)
+        self.config = config
+        self.store = store or ImageStore()
+
+    def sample(self, n: int, generator: torch.Generator) -> list[Task]:
+        if n < 1:
+            raise ValueError(f"cannot sample {n} tasks: n must be at least 1")
+        cfg, tasks = self.config, []
+        for _ in range(n):
+            support, query = split_by_reference(self.records, cfg.support_fraction, generator)
+            tasks.append(
+                Task(
+                    support=CropBatches(
+                        support, self.store, cfg.crop, cfg.batch_size, cfg.batches, _seed(generator)
+                    ),
+                    query=CropBatches(
+                        query, self.store, cfg.crop, cfg.batch_size, cfg.batches, _seed(generator)
+                    ),
+                    name="mixed",
+                )
+            )
+        return prefetch(tasks)
 
 
 def training_batches(
