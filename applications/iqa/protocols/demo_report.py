@@ -26,9 +26,9 @@ def seen_target_note(results: dict[str, dict[str, Any]], target: float) -> str:
     passes = results[short[0]]["passes"]
     why = (
         f"{', '.join(short)} below seen-type SROCC {target} at this budget ({passes} forward+backward passes of "
-        "16 crops from scratch on CPU). The compact CNN keeps learning past it (docs/results.md: longer runs "
-        "add a few hundredths), and a few distortion types (brightness, colour diffusion, pixelation, patches) "
-        "stay near chance for every prior."
+        "16 crops from scratch on CPU, 24 training contents). Longer runs, a wider network, no "
+        "dropout or a higher rate did not reach it either (docs/results.md), and a few distortion types "
+        "(brightness, colour diffusion, pixelation, patches) stay near chance for every prior."
     )
     if "metaiqa" in short:
         why += (
