@@ -1,9 +1,14 @@
-"""Builders shared by several test modules: tiny models and trainers, file modes, exact scalar tensors."""
+"""Builders shared by several test modules: tiny models and trainers, file modes, exact scalar tensors, a
+simulated full disk."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
+import signal
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +111,16 @@ class TemplateEpisodes:
 
     def sample(self, n: int, generator: torch.Generator) -> list[Task]:
         return [self.task(generator) for _ in range(n)]
+
+
+@contextlib.contextmanager
+def full_disk_after(limit: int) -> Iterator[None]:
+    """Writes past `limit` bytes of any file fail as on a full disk (EFBIG, the kernel's own error)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)

@@ -3,36 +3,21 @@ the old file as it was and no temporary file, whatever the writer (torch.save's 
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import resource
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
 from metalearn.checkpoint import _Writer, atomic_write_bytes
-
-
-@contextlib.contextmanager
-def _file_size_limit(limit: int) -> Iterator[None]:
-    """Writes past `limit` bytes of a file fail (EFBIG) as they would on a full disk: the kernel's own error."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous)
+from tests.helpers import full_disk_after
 
 
 def test_torch_save_on_a_full_disk_is_an_oserror_naming_the_file(tmp_path: Path) -> None:
     target = tmp_path / "last.pt"
     target.write_bytes(b"the previous checkpoint")
-    with _file_size_limit(4096), pytest.raises(OSError) as caught:
+    with full_disk_after(4096), pytest.raises(OSError) as caught:
         atomic_write_bytes(target, lambda fh: torch.save({"w": torch.zeros(100_000)}, fh))
     assert caught.value.errno == errno.EFBIG and caught.value.filename == str(target)
     assert target.read_bytes() == b"the previous checkpoint"

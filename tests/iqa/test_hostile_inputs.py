@@ -3,10 +3,6 @@ truncated priors, and a disk that fills up (or a folder that cannot be written) 
 
 from __future__ import annotations
 
-import contextlib
-import resource
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +14,7 @@ from PIL import Image
 from metalearn_iqa.images.decode import image_shape, read_image
 from metalearn_iqa.model.network import ModelConfig
 from metalearn_iqa.model.weights import build_model, save_model
+from tests.helpers import full_disk_after
 from tests.iqa.test_cli import SMALL_FAST, assert_one_line_error, run
 
 SMALL = ModelConfig(backbone="small", width=4, pretrained="none")
@@ -145,19 +142,6 @@ def test_a_truncated_prior_is_named_and_called_damaged(tmp_path: Path, prior: Pa
 
 
 # ------------------------------------------------------------------------------------------- full disk
-
-
-@contextlib.contextmanager
-def full_disk_after(limit: int) -> Iterator[None]:
-    """Writes past `limit` bytes of any file fail as on a full disk (EFBIG, the kernel's own error)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous)
 
 
 def test_train_on_a_full_disk_names_the_file_and_the_rerun_is_not_blocked(kadid_root: Path) -> None:
