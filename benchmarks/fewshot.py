@@ -178,7 +178,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (2 tasks, 8 filters): seconds")
     parser.add_argument("--json", help="write the measurements to this file")
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)
-    parser.add_argument("--memory-of-tensors", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.tasks, args.queries, args.filters, args.repeats = 2, 2, 8, 2
@@ -215,8 +214,8 @@ def main(argv: list[str]) -> None:
     )
     if args.memory_of is not None:
         run = PEERS[args.memory_of](s, s.episodes(torch.float32), torch.float32)
-        measure = tensor_peak if args.memory_of_tensors else peak_growth
-        print(measure(run, 2, args.device))
+        # the resident set first, in the fresh process; the live-tensor peak does not depend on what ran before
+        print(peak_growth(run, 2, args.device), tensor_peak(run, 2, args.device))
         return
     parity = check_parity(s, args.names)
     print(
@@ -235,8 +234,9 @@ def main(argv: list[str]) -> None:
     else:
         measured = ["fomaml", "plain"] if args.quick else args.names
         chosen = [n for n in measured if n in args.names]
-        memory = in_subprocesses(__file__, argv, chosen)
-        tensors = in_subprocesses(__file__, [*argv, "--memory-of-tensors"], chosen)
+        peaks = in_subprocesses(__file__, argv, chosen)
+        memory = {name: rss for name, (rss, _) in peaks.items()}
+        tensors = {name: live for name, (_, live) in peaks.items()}
     print(
         f"\nconv-4 {s.filters} filters, {s.channels}x{s.size}x{s.size}, {s.ways}-way 1-shot, {s.queries} queries a "
         f"class, {s.tasks} tasks, {s.steps} inner step(s) at lr {s.lr}, {args.threads} thread(s), {s.device}; "

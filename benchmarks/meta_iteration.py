@@ -174,7 +174,7 @@ def peak_memory_of(name: str, s: Setting, with_torchopt: bool) -> float:
 
 
 def measure_memory(names: list[str], args: argparse.Namespace) -> dict[str, float]:
-    return in_subprocesses(__file__, sys.argv[1:], names)
+    return {name: peaks[0] for name, peaks in in_subprocesses(__file__, sys.argv[1:], names).items()}
 
 
 # -- reports -----------------------------------------------------------------------------------------

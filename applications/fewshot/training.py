@@ -13,7 +13,6 @@ dataset's training split, test episodes (`evaluate`) from another split: the two
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +24,7 @@ from torch.nn import functional as F
 from metalearn import MetaTrainer, TrainerConfig
 from metalearn.algorithms import MetaAlgorithm, algorithm_class, get_algorithm, hyper_parameter_names
 from metalearn.checkpoint import load_json, load_state, save_json, save_state
+from metalearn.checks import positive_finite, whole_number
 from metalearn.distributed import on_main
 from metalearn.episodes import ClassDataset, EpisodeSampler
 from metalearn.runs import open_run
@@ -86,18 +86,15 @@ class FewshotConfig:
         cls = algorithm_class(self.algorithm)  # so is an unknown algorithm
         object.__setattr__(self, "algorithm", cls.name)
         for name in ("ways", "shots", "query", "iterations", "tasks_per_batch", "hidden", "seed"):
-            _check_int(name, getattr(self, name), minimum=0 if name == "seed" else 1)
+            whole_number(name, getattr(self, name), minimum=0 if name == "seed" else 1)
         for name in ("train_ways", "train_shots", "train_query", "inner_steps", "test_inner_steps"):
             if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), minimum=0 if "steps" in name else 1)
+                whole_number(name, getattr(self, name), minimum=0 if "steps" in name else 1)
         if self.ways < 2 or self.train_ways_ < 2:
             raise ValueError(f"ways must be at least 2, got {self.ways} (train: {self.train_ways_})")
         for name in ("outer_lr", "inner_lr"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-                raise TypeError(f"{name} must be a number, got {value!r}")
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {value}")
+            if getattr(self, name) is not None:
+                positive_finite(name, getattr(self, name))
         if self.batchnorm not in ("transductive", "running"):
             raise ValueError(f"batchnorm must be 'transductive' or 'running', got {self.batchnorm!r}")
         if self.rotations is not None and self.rotations not in (1, 2, 4):
@@ -160,13 +157,6 @@ class FewshotConfig:
         if unknown:
             raise ValueError(f"unknown few-shot settings: {', '.join(unknown)}")
         return cls(**data)
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a whole number, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
 
 
 # -- building blocks ----------------------------------------------------------------------------------

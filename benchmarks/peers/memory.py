@@ -69,11 +69,12 @@ def tensor_peak(run: Callable[[], object], times: int = 2, device: str = "cpu") 
     return float(peak)
 
 
-def in_subprocesses(script: str, argv: list[str], names: list[str]) -> dict[str, float]:
-    """Run `script argv --memory-of NAME` for each name, one at a time; each prints its peak (bytes) last."""
+def in_subprocesses(script: str, argv: list[str], names: list[str]) -> dict[str, list[float]]:
+    """Run `script argv --memory-of NAME` for each name, one at a time; each prints its measurements
+    (bytes, separated by spaces) on its last line."""
     out = {}
     for name in names:
         cmd = [sys.executable, script, *argv, "--memory-of", name]
         result = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        out[name] = float(result.stdout.strip().splitlines()[-1])
+        out[name] = [float(x) for x in result.stdout.strip().splitlines()[-1].split()]
     return out

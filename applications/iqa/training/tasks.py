@@ -170,6 +170,20 @@ def _seed(generator: torch.Generator) -> int:
     return int(torch.randint(2**62, (1,), generator=generator))
 
 
+def content_split_task(
+    records: Sequence[IQARecord], config: TaskConfig, store: ImageStore, generator: torch.Generator, name: str
+) -> Task:
+    """A task of `records` split into support and query by content (reference image), each streamed as
+    random-crop batches; all randomness drawn from `generator` (the split, then each side's seed)."""
+    support, query = split_by_reference(records, config.support_fraction, generator)
+    batches = (config.crop, config.batch_size, config.batches)
+    return Task(
+        support=CropBatches(support, store, *batches, _seed(generator)),
+        query=CropBatches(query, store, *batches, _seed(generator)),
+        name=name,
+    )
+
+
 class DistortionTaskSampler:
     """A `TaskSampler` over distortion types: each task is one type, split into support/query by content."""
 
@@ -190,12 +204,8 @@ class DistortionTaskSampler:
 
     def task(self, kind: int, generator: torch.Generator) -> Task:
         """One task for distortion type `kind`, all randomness drawn from `generator`."""
-        support, query = split_by_reference(self.groups[kind], self.config.support_fraction, generator)
-        cfg = self.config
-        return Task(
-            support=CropBatches(support, self.store, cfg.crop, cfg.batch_size, cfg.batches, _seed(generator)),
-            query=CropBatches(query, self.store, cfg.crop, cfg.batch_size, cfg.batches, _seed(generator)),
-            name=f"distortion-{kind:02d}",
+        return content_split_task(
+            self.groups[kind], self.config, self.store, generator, f"distortion-{kind:02d}"
         )
 
     def sample(self, n: int, generator: torch.Generator) -> list[Task]:
@@ -224,21 +234,9 @@ class MixedTaskSampler:
     def sample(self, n: int, generator: torch.Generator) -> list[Task]:
         if n < 1:
             raise ValueError(f"cannot sample {n} tasks: n must be at least 1")
-        cfg, tasks = self.config, []
-        for _ in range(n):
-            support, query = split_by_reference(self.records, cfg.support_fraction, generator)
-            tasks.append(
-                Task(
-                    support=CropBatches(
-                        support, self.store, cfg.crop, cfg.batch_size, cfg.batches, _seed(generator)
-                    ),
-                    query=CropBatches(
-                        query, self.store, cfg.crop, cfg.batch_size, cfg.batches, _seed(generator)
-                    ),
-                    name="mixed",
-                )
-            )
-        return prefetch(tasks)
+        return prefetch(
+            [content_split_task(self.records, self.config, self.store, generator, "mixed") for _ in range(n)]
+        )
 
 
 def training_batches(
